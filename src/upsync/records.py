@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ RECORD_ID_NAMESPACE = uuid.UUID("6f0b2d1e-6b7f-5a52-9d1f-2b8c4f0e7a11")
 
 _COLLECTION_RE = re.compile(r"[a-z0-9_]+:[A-Za-z0-9_.\-]+")
 _COLLECTION_HINT = "'provider:name' (e.g. 'stripe:subscription')"
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 _TS_HINT = "an ISO 8601 timestamp or epoch seconds"
 _MAX_BIGINT = 2**63 - 1
 _KNOWN = frozenset(
@@ -209,7 +211,7 @@ def _parse(payload: Any) -> Any:
 
 
 def _decode_record(obj: Any, index: int | None) -> Record:
-    if not isinstance(obj, Mapping):
+    if not _is_object(obj):
         raise RecordError(f"expected a JSON object, got {_kind(obj)}", index=index)
     rid = obj.get("id")
     if not isinstance(rid, str) or not rid:
@@ -235,7 +237,7 @@ def _decode_record(obj: Any, index: int | None) -> Record:
         if not deleted and "data" not in obj:
             raise fail("data", "missing; expected the upstream object")
         data = {}
-    elif not isinstance(data, Mapping):
+    elif not _is_object(data):
         raise fail("data", _expected("a JSON object", obj, "data"))
     provider = obj.get("provider") or collection_id.partition(":")[0]
     if provider != collection_id.partition(":")[0]:
@@ -267,7 +269,7 @@ def _decode_sync(obj: Mapping[str, Any], fail: Any) -> SyncRef:
         if flat is not None and not isinstance(flat, str):
             raise fail("sync_id", _expected("a string", obj, "sync_id"))
         return SyncRef(id=flat)
-    if not isinstance(sync, Mapping):
+    if not _is_object(sync):
         raise fail("sync", _expected("an object {id, external_id, metadata}", obj, "sync"))
     for name in ("id", "external_id"):
         if sync.get(name) is not None and not isinstance(sync[name], str):
@@ -275,7 +277,7 @@ def _decode_sync(obj: Mapping[str, Any], fail: Any) -> SyncRef:
     meta = sync.get("metadata")
     if meta is None:
         meta = {}
-    elif not isinstance(meta, Mapping):
+    elif not _is_object(meta):
         raise fail("sync.metadata", _expected("a JSON object", sync, "metadata"))
     return SyncRef(id=sync.get("id"), external_id=sync.get("external_id"), metadata=meta)
 
@@ -301,9 +303,14 @@ def _ts(
 
 
 def _extra(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    if len(obj) <= 12 and obj.keys() <= _KNOWN:
-        return {}
+    if _KNOWN.issuperset(obj):  # the common case; far cheaper than a keys-view comparison
+        return _NO_EXTRA
     return {k: v for k, v in obj.items() if k not in _KNOWN}
+
+
+def _is_object(value: Any) -> bool:
+    # parsed JSON objects are dicts; the ABC check is only for callers passing other mappings
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _format_ts(value: datetime | None) -> str | None:
