@@ -1,0 +1,66 @@
+"""When to retry a Stripe request, and after how long. Pure: no clock, no I/O.
+
+Stripe's own SDK does not retry a plain 429 and ignores ``Retry-After`` (stripe-contract §1.7);
+a sync engine must, because a backfill is expected to run into the rate limit. Rules, in order:
+``Stripe-Should-Retry: false`` never retries; ``true`` always does; otherwise 409, 429, 5xx and
+network failures (no status) retry and other statuses do not. The delay honours
+``Retry-After`` when given (capped), else exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded, jittered exponential backoff for upstream requests."""
+
+    base: float = 0.5
+    """first delay in seconds"""
+    cap: float = 30.0
+    """no single delay exceeds this"""
+    max_attempts: int = 8
+    """attempts in all, the first one included"""
+
+    def delay(
+        self,
+        attempt: int,
+        status: int | None,
+        headers: Mapping[str, str],
+        rnd: random.Random,
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up now.
+
+        ``attempt`` counts from 1; ``status`` is ``None`` for a network failure; ``headers``
+        must be case-insensitive (httpx's are) or lower-cased.
+        """
+        if attempt >= self.max_attempts or not self.retryable(status, headers):
+            return None
+        retry_after = _seconds(headers.get("retry-after"))
+        if retry_after is not None:
+            return min(retry_after, self.cap)
+        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
+        return ceiling * rnd.uniform(0.5, 1.0)
+
+    @staticmethod
+    def retryable(status: int | None, headers: Mapping[str, str]) -> bool:
+        """Whether a response with this status and these headers is worth another try."""
+        advice = (headers.get("stripe-should-retry") or "").lower()
+        if advice in ("true", "false"):
+            return advice == "true"
+        return status is None or status in (409, 429) or status >= 500
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date; Stripe does not send those, so backoff applies
+    return max(seconds, 0.0)
