@@ -1,0 +1,29 @@
+"""The ``upsync`` command: thin views over the same library operations as the HTTP API.
+
+Every failure the command can meet prints one line saying what happened and what to do, and
+exits non-zero; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from upsync.cli import commands as _commands  # noqa: F401  (registers the commands)
+from upsync.cli.app import Context
+from upsync.cli.app import main as _group
+
+__all__ = ["Context", "main"]
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return _group.main(args=argv, prog_name="upsync")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+_ = click  # the package re-exports nothing else from click
