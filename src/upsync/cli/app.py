@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import psycopg
 
 from upsync.config import Settings, load_settings
 from upsync.errors import ConfigurationError, TransientError, UpsyncError
+from upsync.logs import configure_logging
 from upsync.redact import redact
 
 __all__ = ["Context", "main", "pass_ctx"]
@@ -108,8 +108,5 @@ def main(
         if debug:
             raise
         _fail(e)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else getattr(logging, settings.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging("debug" if debug else settings.log_level, settings.log_format)
     ctx.obj = Context(settings=settings, debug=debug)

@@ -1,0 +1,121 @@
+"""The stream as a source sees it: writes with their cursor in one transaction, and its cursors.
+
+:class:`PostgresPort` implements :class:`upsync.sources.stripe.source.StreamPort` on upsync's
+own schema. A write and the cursor that covers it commit together (invariant 8): after a crash
+the source resumes from the last durable cursor, and re-writing what it had already written is
+harmless (unchanged snapshots change nothing; older ones are stale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.errors import ConfigurationError
+from upsync.sources.stripe.snapshots import Snapshot
+from upsync.stream._sql import DEFAULT_SCHEMA, q
+from upsync.stream.catalog import get_sync
+from upsync.stream.models import Sync, UpstreamObject
+from upsync.stream.write import write as stream_write
+
+__all__ = ["PostgresPort"]
+
+Cursor = tuple[tuple[str, ...], Any]
+
+_SET_TOP = """
+UPDATE {syncs} SET cursors = cursors || jsonb_build_object(%(top)s::text, %(value)s::jsonb),
+    updated_at = now()
+WHERE id = %(sync)s
+"""
+_SET_NESTED = """
+UPDATE {syncs} SET cursors = cursors || jsonb_build_object(
+        %(top)s::text,
+        coalesce(cursors -> %(top)s, '{{}}'::jsonb)
+            || jsonb_build_object(%(sub)s::text, %(value)s::jsonb)
+    ),
+    updated_at = now()
+WHERE id = %(sync)s
+"""
+_LIVE_IDS = """
+SELECT upstream_id FROM {records}
+WHERE sync_id = %(sync)s AND collection_id = %(collection)s
+  AND NOT deleted AND source_version < %(below)s
+"""
+_BACKFILLED = """
+UPDATE {syncs}
+SET initial_backfill_completed_at = coalesce(initial_backfill_completed_at, now()),
+    updated_at = now()
+WHERE id = %(sync)s
+"""
+
+
+class PostgresPort:
+    """One sync's view of the stream, over a connection pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], sync: Sync, *, schema: str = DEFAULT_SCHEMA):
+        self.pool = pool
+        self.sync = sync
+        self.schema = schema
+        self.written = 0
+        """records created, updated or deleted by this port (for metrics)"""
+
+    async def write(
+        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: Cursor | None = None
+    ) -> int:
+        """Write snapshots and the cursor covering them in one transaction; returns changes."""
+        objects = [_upstream_object(s) for s in snapshots]
+        async with self.pool.connection() as conn, conn.transaction():
+            result = await stream_write(conn, self.sync, collection_id, objects, schema=self.schema)
+            if cursor is not None:
+                await self._set_cursor(conn, cursor)
+        self.written += result.changed
+        return result.changed
+
+    async def save_cursor(self, cursor: Cursor) -> None:
+        """Store a cursor on its own."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._set_cursor(conn, cursor)
+
+    async def _set_cursor(self, conn: Any, cursor: Cursor) -> None:
+        path, value = cursor
+        params: dict[str, Any] = {"sync": self.sync.id, "top": path[0], "value": Jsonb(value)}
+        if len(path) == 1:
+            await conn.execute(q(self.schema, _SET_TOP), params)
+        elif len(path) == 2:
+            await conn.execute(q(self.schema, _SET_NESTED), {**params, "sub": path[1]})
+        else:
+            raise ConfigurationError(f"cursor paths have one or two parts, got {path!r}")
+
+    async def load_cursors(self) -> dict[str, Any]:
+        """The sync's stored cursors."""
+        async with self.pool.connection() as conn:
+            sync = await get_sync(conn, self.sync.id, schema=self.schema)
+        return dict(sync.cursors)
+
+    async def live_upstream_ids(self, collection_id: str, below_version: int) -> set[str]:
+        """Live records of this sync and collection whose version is below ``below_version``."""
+        params = {"sync": self.sync.id, "collection": collection_id, "below": below_version}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q(self.schema, _LIVE_IDS), params)
+            return {row[0] for row in await cur.fetchall()}
+
+    async def backfill_completed(self) -> None:
+        """Set the sync's ``initial_backfill_completed_at`` (once)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(q(self.schema, _BACKFILLED), {"sync": self.sync.id})
+
+
+def _upstream_object(s: Snapshot) -> UpstreamObject:
+    # a tombstone without a last known state keeps the stored data (data=None)
+    data = s.data if (s.data or not s.deleted) else None
+    return UpstreamObject(
+        upstream_id=s.upstream_id,
+        data=data,
+        source_version=s.version,
+        deleted=s.deleted,
+        upstream_created_at=s.upstream_created_at,
+        upstream_updated_at=s.upstream_updated_at,
+    )

@@ -1,0 +1,315 @@
+"""The Stripe source of one sync: backfill, then follow events, with webhooks as an accelerator.
+
+The order of work follows Sequin's (sequin-contract §4.3, stripe-contract §2.4):
+
+1. remember where ``/v1/events`` stands *before* reading anything else;
+2. backfill every selected collection (in parallel, resumable: each page is written together
+   with its cursor, so a restart continues after the last durable page);
+3. follow ``/v1/events`` from the remembered point — this catches every change made during the
+   backfill — and poll every ``poll_interval`` seconds; each event makes the source re-read the
+   object (or write a tombstone for a real deletion);
+4. if the event cursor has fallen out of Stripe's 30-day window (or on the reconciliation
+   schedule), re-list everything: changed objects are rewritten, objects gone upstream become
+   tombstones, and the difference is reported as drift.
+
+Why the result cannot regress is explained in :mod:`upsync.sources.stripe.snapshots`. One more
+rule keeps reads of one object from overlapping (which is what could otherwise let an older read
+finish last): event re-reads, webhook re-reads and reconciliation of an object never run at the
+same time — re-reads of one object are serialized by a per-object lock, webhooks only accelerate
+collections whose backfill is done, and reconciliation runs in place of polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from upsync.errors import UpstreamRejected, UpsyncError
+from upsync.sources.stripe import signature
+from upsync.sources.stripe.client import StripeHTTP
+from upsync.sources.stripe.collections import StripeCollection, collection
+from upsync.sources.stripe.events import Action, EventWindow, action_for
+from upsync.sources.stripe.listing import complete_nested, walk
+from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
+
+__all__ = ["CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
+
+_log = logging.getLogger(__name__)
+
+Cursor = tuple[tuple[str, ...], Any]
+"""A path into the sync's stored cursors and the value to put there, written atomically with
+the snapshots it covers."""
+
+
+class StreamPort(Protocol):
+    """What the source needs from the stream, for one sync."""
+
+    async def write(
+        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: Cursor | None = None
+    ) -> int:
+        """Write snapshots (and the cursor) in one transaction; return how many changed."""
+
+    async def save_cursor(self, cursor: Cursor) -> None:
+        """Store a cursor without writing any snapshot."""
+
+    async def load_cursors(self) -> dict[str, Any]:
+        """The sync's stored cursors (``{}`` for a new sync)."""
+
+    async def live_upstream_ids(self, collection_id: str, below_version: int) -> set[str]:
+        """Upstream ids of live (not deleted) records whose version is below ``below_version``."""
+
+    async def backfill_completed(self) -> None:
+        """Mark the sync's initial backfill complete (sets ``initial_backfill_completed_at``)."""
+
+
+@dataclass
+class CollectionProgress:
+    """Backfill progress of one collection."""
+
+    collection_id: str
+    after: str | None = None
+    count: int = 0
+    done: bool = False
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able form, for the sync's stored cursors."""
+        return {"after": self.after, "count": self.count, "done": self.done}
+
+
+@dataclass
+class SourceStatus:
+    """What a person (or ``/v1/syncs/{id}``) wants to know about a running source."""
+
+    backfill: dict[str, CollectionProgress] = field(default_factory=dict)
+    events_processed: int = 0
+    last_poll_at: float | None = None
+    lag_seconds: float | None = None
+    drift: int = 0
+    last_error: str | None = None
+    reconciliations: int = 0
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class StripeSource:
+    """Keeps one sync's stream equal to one Stripe account (see the module doc)."""
+
+    def __init__(
+        self,
+        http: StripeHTTP,
+        port: StreamPort,
+        collection_ids: Iterable[str],
+        *,
+        webhook_secrets: Sequence[str] = (),
+        poll_interval: float = 0.5,
+        reconcile_every: float | None = 24 * 3600,
+        on_progress: Callable[[CollectionProgress], None] | None = None,
+    ) -> None:
+        self.http = http
+        self.port = port
+        self.collections = [collection(c) for c in collection_ids]
+        self.collection_ids = [c.collection_id for c in self.collections]
+        self.webhook_secrets = list(webhook_secrets)
+        self.poll_interval = poll_interval
+        self.reconcile_every = reconcile_every
+        self.on_progress = on_progress
+        self.status = SourceStatus()
+        self.window = EventWindow()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._backfilled: set[str] = set()
+        self._last_reconcile = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Backfill, then follow events until ``stop`` is set. Safe to restart at any point."""
+        cursors = await self.port.load_cursors()
+        self.window = EventWindow.from_state(cursors.get("events"))
+        needs_reconcile = bool(cursors.get("reconcile_pending"))
+        if self.window.cursor == 0:
+            await self._start_events_cursor()
+        elif await self._cursor_expired():
+            needs_reconcile = True
+        await self.backfill(cursors.get("backfill") or {})
+        while not stop.is_set():
+            due = (
+                self.reconcile_every is not None
+                and time.monotonic() - self._last_reconcile >= self.reconcile_every
+            )
+            try:
+                if needs_reconcile or due:
+                    await self.reconcile()
+                    needs_reconcile = False
+                await self.poll_once()
+                self.status.last_error = None
+            except UpsyncError as e:
+                # transient upstream trouble: report it, keep going; the cursor did not move
+                self.status.last_error = str(e)
+                _log.warning("stripe source: %s", e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+
+    async def _start_events_cursor(self) -> None:
+        page = await self.http.get("/v1/events", {"limit": 1})
+        newest = page.data[0]["created"] if page.data else int(page.sent_at // 1_000_000)
+        self.window = EventWindow(cursor=int(newest))
+        await self.port.save_cursor((("events",), self.window.to_state()))
+
+    async def _cursor_expired(self) -> bool:
+        """Whether events since the cursor may be gone: the oldest one we still need is missing."""
+        newest_seen = max(self.window.seen, key=lambda i: self.window.seen[i], default=None)
+        if newest_seen is None:
+            return False
+        try:
+            await self.http.get(f"/v1/events/{newest_seen}")
+        except UpstreamRejected as e:
+            if e.status == 404:
+                _log.warning("stripe source: event cursor expired; reconciling")
+                return True
+            raise
+        return False
+
+    async def backfill(self, stored: Mapping[str, Any]) -> None:
+        """Backfill every collection not finished yet, in parallel; resumable."""
+        progress = {
+            c.collection_id: CollectionProgress(c.collection_id, **stored.get(c.collection_id, {}))
+            for c in self.collections
+        }
+        self.status.backfill = progress
+        await asyncio.gather(
+            *(self._backfill_one(c, progress[c.collection_id]) for c in self.collections)
+        )
+        self._backfilled.update(self.collection_ids)
+        await self.port.backfill_completed()
+
+    async def _backfill_one(self, coll: StripeCollection, progress: CollectionProgress) -> None:
+        if progress.done:
+            return
+        async for page in walk(self.http, coll, progress.after):
+            snapshots = [snapshot_of(obj, page.sent_at) for obj in page.data]
+            if page.data:
+                progress.after = str(page.data[-1]["id"])
+            progress.count += len(page.data)
+            progress.done = not page.has_more or not page.data
+            cursor = (("backfill", coll.collection_id), progress.to_state())
+            await self.port.write(coll.collection_id, snapshots, cursor)
+            if self.on_progress is not None:
+                self.on_progress(progress)
+
+    async def poll_once(self) -> int:
+        """Read events since the cursor and apply the new ones; returns how many were new."""
+        events: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100, "created": {"gte": self.window.since}}
+            if after:
+                params["starting_after"] = after
+            page = await self.http.get("/v1/events", params)
+            events.extend(page.data)
+            if not page.has_more or not page.data:
+                break
+            after = str(page.data[-1]["id"])
+        fresh = self.window.fresh(events)
+        await self._apply(action_for(e, self.collection_ids) for e in fresh)
+        self.window.mark(fresh)
+        await self.port.save_cursor((("events",), self.window.to_state()))
+        self.status.events_processed += len(fresh)
+        self.status.last_poll_at = time.time()
+        if fresh:
+            self.status.lag_seconds = max(time.time() - float(fresh[-1]["created"]), 0.0)
+        return len(fresh)
+
+    async def _apply(self, actions: Iterable[Action | None]) -> None:
+        """Carry out actions; several for one object collapse into the last (it re-reads)."""
+        latest: dict[tuple[str, str], Action] = {}
+        for action in actions:
+            if action is not None:
+                key = (action.collection.collection_id, action.upstream_id)
+                latest.pop(key, None)
+                latest[key] = action
+        results = await asyncio.gather(*(self._carry_out(a) for a in latest.values()))
+        by_collection: dict[str, list[Snapshot]] = {}
+        for action, snap in zip(latest.values(), results, strict=True):
+            by_collection.setdefault(action.collection.collection_id, []).append(snap)
+        for collection_id, snapshots in by_collection.items():
+            await self.port.write(collection_id, snapshots)
+
+    async def _carry_out(self, action: Action) -> Snapshot:
+        lock = self._locks.setdefault(
+            (action.collection.collection_id, action.upstream_id), asyncio.Lock()
+        )
+        async with lock:
+            if action.kind == "tombstone":
+                return tombstone(action.upstream_id, _now_us(), action.last)
+            return await self.read(action.collection, action.upstream_id)
+
+    async def read(self, coll: StripeCollection, upstream_id: str) -> Snapshot:
+        """The current state of one object: a snapshot, or a tombstone if it is gone."""
+        sent_at = _now_us()
+        try:
+            page = await self.http.get(coll.retrieve_path(upstream_id))
+        except UpstreamRejected as e:
+            if e.status == 404:
+                return tombstone(upstream_id, sent_at)
+            raise
+        await complete_nested(self.http, coll, page.body)
+        return snapshot_of(page.body, page.sent_at)
+
+    async def reconcile(self) -> int:
+        """Re-list every collection; rewrite what differs, tombstone what is gone. Returns drift."""
+        started = _now_us()
+        await self._start_events_cursor_if_behind()
+        drift = 0
+        for coll in self.collections:
+            seen: set[str] = set()
+            async for page in walk(self.http, coll):
+                snapshots = [snapshot_of(obj, page.sent_at) for obj in page.data]
+                seen.update(s.upstream_id for s in snapshots)
+                drift += await self.port.write(coll.collection_id, snapshots)
+            gone = await self.port.live_upstream_ids(coll.collection_id, below_version=started)
+            stones = [tombstone(i, _now_us()) for i in sorted(gone - seen)]
+            if stones:
+                drift += await self.port.write(coll.collection_id, stones)
+        self.status.drift += drift
+        self.status.reconciliations += 1
+        self._last_reconcile = time.monotonic()
+        return drift
+
+    async def _start_events_cursor_if_behind(self) -> None:
+        """Before re-listing, move the event cursor to now: the re-list covers everything older."""
+        page = await self.http.get("/v1/events", {"limit": 1})
+        if page.data:
+            newest = int(page.data[0]["created"])
+            if newest > self.window.cursor:
+                self.window = EventWindow(cursor=newest, overlap=self.window.overlap)
+        await self.port.save_cursor((("events",), self.window.to_state()))
+
+    async def handle_webhook(self, body: bytes, header: str | None, *, now: float) -> bool:
+        """Verify and apply one webhook delivery; returns whether it changed anything.
+
+        The signature is checked before the body is parsed (an invalid one raises
+        :class:`WebhookSignatureError` and writes nothing). A valid event is applied at once for
+        collections whose backfill is done; polling still processes it later, so a duplicate
+        or a dropped webhook changes nothing in the end.
+        """
+        signature.verify(body, header, self.webhook_secrets, now=now)
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamRejected("webhook body is not JSON", status=400) from None
+        if not isinstance(event, dict) or event.get("object") != "event":
+            raise UpstreamRejected("webhook body is not a Stripe event", status=400)
+        action = action_for(event, self.collection_ids)
+        if action is None or action.collection.collection_id not in self._backfilled:
+            return False
+        if str(event.get("id")) in self.window.seen:
+            return False  # already applied by polling
+        snap = await self._carry_out(action)
+        return await self.port.write(action.collection.collection_id, [snap]) > 0
