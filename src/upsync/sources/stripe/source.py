@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -127,26 +127,22 @@ class StripeSource:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._backfilled: set[str] = set()
         self._last_reconcile = time.monotonic()
+        self._stored_backfill: dict[str, Any] = {}
+        self.needs_reconcile = False
+        """the event cursor expired: the next loop iteration re-lists everything"""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Backfill, then follow events until ``stop`` is set. Safe to restart at any point."""
-        cursors = await self.port.load_cursors()
-        self.window = EventWindow.from_state(cursors.get("events"))
-        needs_reconcile = bool(cursors.get("reconcile_pending"))
-        if self.window.cursor == 0:
-            await self._start_events_cursor()
-        elif await self._cursor_expired():
-            needs_reconcile = True
-        await self.backfill(cursors.get("backfill") or {})
+        await self.start()
+        await self.backfill()
         while not stop.is_set():
             due = (
                 self.reconcile_every is not None
                 and time.monotonic() - self._last_reconcile >= self.reconcile_every
             )
             try:
-                if needs_reconcile or due:
+                if self.needs_reconcile or due:
                     await self.reconcile()
-                    needs_reconcile = False
                 await self.poll_once()
                 self.status.last_error = None
             except UpsyncError as e:
@@ -155,6 +151,16 @@ class StripeSource:
                 _log.warning("stripe source: %s", e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+
+    async def start(self) -> None:
+        """Load the stored cursors; on a new sync, remember where the event stream stands."""
+        cursors = await self.port.load_cursors()
+        self._stored_backfill = dict(cursors.get("backfill") or {})
+        self.window = EventWindow.from_state(cursors.get("events"))
+        if self.window.cursor == 0:
+            await self._start_events_cursor()
+        elif await self._cursor_expired():
+            self.needs_reconcile = True
 
     async def _start_events_cursor(self) -> None:
         page = await self.http.get("/v1/events", {"limit": 1})
@@ -176,8 +182,9 @@ class StripeSource:
             raise
         return False
 
-    async def backfill(self, stored: Mapping[str, Any]) -> None:
-        """Backfill every collection not finished yet, in parallel; resumable."""
+    async def backfill(self) -> None:
+        """Backfill every collection not finished yet, in parallel; resumable (call start first)."""
+        stored = self._stored_backfill
         progress = {
             c.collection_id: CollectionProgress(c.collection_id, **stored.get(c.collection_id, {}))
             for c in self.collections
@@ -279,6 +286,7 @@ class StripeSource:
                 drift += await self.port.write(coll.collection_id, stones)
         self.status.drift += drift
         self.status.reconciliations += 1
+        self.needs_reconcile = False
         self._last_reconcile = time.monotonic()
         return drift
 
