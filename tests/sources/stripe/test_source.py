@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from tests.sources.stripe.conftest import COLLECTIONS, Upstream, Wired
 from upsync import WebhookSignatureError
 from upsync.sources.stripe.signature import sign
+from upsync.sources.stripe.source import CollectionProgress
 
 
 def seed_account(up: Upstream, customers: int = 30) -> None:
@@ -77,25 +77,45 @@ async def test_changes_and_deletes_during_and_after_backfill_are_followed(
 async def test_restart_mid_backfill_resumes_from_the_last_durable_page(
     wired: Wired, upstream: Upstream
 ) -> None:
-    seed_account(upstream, customers=250)
-    pages: list[int] = []
+    seed_account(upstream, customers=330)
+    written: list[int] = []
 
-    def crash_after_two_pages(progress: Any) -> None:
+    def crash_after_three_pages(progress: CollectionProgress) -> None:
         if progress.collection_id == "stripe:customer":
-            pages.append(progress.count)
-            if len(pages) == 2:
+            written.append(progress.fetched)
+            if len(written) == 3:
                 raise RuntimeError("simulated crash")
 
-    first = wired.make_source(on_progress=crash_after_two_pages)
+    first = wired.make_source(on_progress=crash_after_three_pages, parallel=2)
     await first.start()
     with pytest.raises(RuntimeError, match="simulated crash"):
         await first.backfill()
-    second = wired.make_source()
+    durable = len(await wired.stream_state("stripe:customer"))
+    assert 0 < durable < 330
+    second = wired.make_source(parallel=2)
     await second.start()
     await second.backfill()
     await assert_stream_equals_upstream(wired, upstream)
-    customer_pages = second.http.requests - 3  # product, price, subscription: one page each
-    assert customer_pages <= 2  # resumed after page 2 of 3, not from the start
+    resumed = second.status.backfill["stripe:customer"]
+    assert resumed.count == 330
+    # pages and their slice cursors commit together: nothing durable is read again
+    assert resumed.fetched == 330 - durable
+
+
+async def test_large_collection_is_cut_into_created_slices(
+    wired: Wired, upstream: Upstream
+) -> None:
+    seed_account(upstream, customers=10)
+    for i in range(140):  # spread over time so the slices are not empty
+        upstream.standin.clock.advance(3600)
+        upstream.post("/v1/products", name=f"p{i}")
+    source = wired.make_source(parallel=4)
+    await source.start()
+    await source.backfill()
+    progress = source.status.backfill["stripe:product"]
+    assert len(progress.slices) > 2
+    assert sum(1 for p in progress.slices.values() if p.count) > 2
+    await assert_stream_equals_upstream(wired, upstream)
 
 
 async def test_expired_event_cursor_reconciles_by_relisting(

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,10 +33,17 @@ import orjson
 
 from upsync.errors import UpstreamRejected, UpsyncError
 from upsync.sources.stripe import signature
-from upsync.sources.stripe.client import StripeHTTP
+from upsync.sources.stripe.client import Page, StripeHTTP
 from upsync.sources.stripe.collections import StripeCollection, collection
 from upsync.sources.stripe.events import Action, EventWindow, action_for
-from upsync.sources.stripe.listing import complete_nested, walk
+from upsync.sources.stripe.listing import (
+    Slice,
+    complete_nested,
+    oldest_created,
+    split,
+    walk,
+    walk_slice,
+)
 from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
 
 __all__ = ["CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
@@ -71,16 +78,46 @@ class StreamPort(Protocol):
 
 @dataclass
 class CollectionProgress:
-    """Backfill progress of one collection."""
+    """Backfill progress of one collection: its ``created`` slices, as durably written.
+
+    Stored under the sync's ``backfill`` cursor: ``"<collection>"`` holds the plan (the slices
+    as first cut), and each slice ``i`` keeps its own key ``"<collection>#<i>"``, written in the
+    transaction of that slice's pages — so concurrent slices never record each other's
+    uncommitted progress.
+    """
 
     collection_id: str
-    after: str | None = None
-    count: int = 0
-    done: bool = False
+    slices: dict[int, Slice] = field(default_factory=dict)
+    planned: bool = False
+    fetched: int = 0
+    """objects read by this run (a resumed run reads only what was not durable yet)"""
 
-    def to_state(self) -> dict[str, Any]:
-        """JSON-able form, for the sync's stored cursors."""
-        return {"after": self.after, "count": self.count, "done": self.done}
+    @property
+    def count(self) -> int:
+        """Objects backfilled so far, in all runs."""
+        return sum(piece.count for piece in self.slices.values())
+
+    @property
+    def done(self) -> bool:
+        """Every slice has been read to its end."""
+        return self.planned and all(piece.done for piece in self.slices.values())
+
+    def plan_state(self) -> dict[str, Any]:
+        """The plan, as stored under ``"<collection>"``."""
+        return {"slices": {str(i): p.to_state() for i, p in self.slices.items()}}
+
+    @classmethod
+    def from_state(cls, collection_id: str, stored: Mapping[str, Any]) -> CollectionProgress:
+        """Rebuild from the ``backfill`` cursor (plan, then each slice's own newer state)."""
+        plan = stored.get(collection_id)
+        if not plan:
+            return cls(collection_id)
+        slices = {int(i): Slice(**state) for i, state in plan["slices"].items()}
+        for i in slices:
+            own = stored.get(f"{collection_id}#{i}")
+            if own:
+                slices[i] = Slice(**own)
+        return cls(collection_id, slices, planned=True)
 
 
 @dataclass
@@ -112,6 +149,7 @@ class StripeSource:
         webhook_secrets: Sequence[str] = (),
         poll_interval: float = 0.5,
         reconcile_every: float | None = 24 * 3600,
+        parallel: int = 8,
         on_progress: Callable[[CollectionProgress], None] | None = None,
     ) -> None:
         self.http = http
@@ -122,6 +160,8 @@ class StripeSource:
         self.poll_interval = poll_interval
         self.reconcile_every = reconcile_every
         self.on_progress = on_progress
+        self.parallel = parallel
+        self._walkers = asyncio.Semaphore(parallel)
         self.status = SourceStatus()
         self.window = EventWindow()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -183,32 +223,69 @@ class StripeSource:
         return False
 
     async def backfill(self) -> None:
-        """Backfill every collection not finished yet, in parallel; resumable (call start first)."""
+        """Backfill every collection not finished yet; resumable (call :meth:`start` first).
+
+        Collections run in parallel, and so do ``created`` slices of a large collection (at
+        most ``parallel`` slices at once): a walk through one list is sequential by nature, so
+        slicing is what lets a backfill use its whole request budget.
+        """
         stored = self._stored_backfill
-        progress = {
-            c.collection_id: CollectionProgress(c.collection_id, **stored.get(c.collection_id, {}))
+        self.status.backfill = {
+            c.collection_id: CollectionProgress.from_state(c.collection_id, stored)
             for c in self.collections
         }
-        self.status.backfill = progress
-        await asyncio.gather(
-            *(self._backfill_one(c, progress[c.collection_id]) for c in self.collections)
-        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for coll in self.collections:
+                    progress = self.status.backfill[coll.collection_id]
+                    group.create_task(self._backfill_one(coll, progress))
+        except BaseExceptionGroup as group_error:
+            # siblings were cancelled; what the caller needs is the error that started it
+            raise _first_leaf(group_error) from None
         self._backfilled.update(self.collection_ids)
         await self.port.backfill_completed()
 
     async def _backfill_one(self, coll: StripeCollection, progress: CollectionProgress) -> None:
-        if progress.done:
-            return
-        async for page in walk(self.http, coll, progress.after):
-            snapshots = [snapshot_of(obj, page.sent_at) for obj in page.data]
-            if page.data:
-                progress.after = str(page.data[-1]["id"])
-            progress.count += len(page.data)
-            progress.done = not page.has_more or not page.data
-            cursor = (("backfill", coll.collection_id), progress.to_state())
-            await self.port.write(coll.collection_id, snapshots, cursor)
-            if self.on_progress is not None:
-                self.on_progress(progress)
+        if not progress.planned:
+            await self._plan(coll, progress)
+        async with asyncio.TaskGroup() as group:
+            for i, piece in progress.slices.items():
+                if not piece.done:
+                    group.create_task(self._walk(coll, progress, i))
+
+    async def _plan(self, coll: StripeCollection, progress: CollectionProgress) -> None:
+        """Read the newest page, then cut the older objects into ``created`` slices."""
+        async with self._walkers:
+            page = await anext(walk_slice(self.http, coll, Slice()))
+        slices = {0: Slice().advanced(page)}
+        if page.has_more and page.data:
+            newest_second = min(int(o["created"]) for o in page.data)
+            # slice 0 finishes the objects created in the page's oldest second
+            slices = {0: Slice(gte=newest_second).advanced(page)}
+            oldest = await oldest_created(self.http, coll, below=newest_second)
+            if oldest is not None:
+                rest = split(oldest, newest_second, self.parallel * 2)
+                slices.update(enumerate(rest, start=1))
+        progress.slices, progress.planned = slices, True
+        cursor = (("backfill", coll.collection_id), progress.plan_state())
+        await self._write_page(coll, progress, page, cursor)
+
+    async def _walk(self, coll: StripeCollection, progress: CollectionProgress, i: int) -> None:
+        async with self._walkers:
+            async for page in walk_slice(self.http, coll, progress.slices[i]):
+                advanced = progress.slices[i].advanced(page)
+                key = ("backfill", f"{coll.collection_id}#{i}")
+                await self._write_page(coll, progress, page, (key, advanced.to_state()))
+                progress.slices[i] = advanced
+
+    async def _write_page(
+        self, coll: StripeCollection, progress: CollectionProgress, page: Page, cursor: Any
+    ) -> None:
+        snapshots = [snapshot_of(obj, page.sent_at) for obj in page.data]
+        await self.port.write(coll.collection_id, snapshots, cursor)
+        progress.fetched += len(page.data)
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
     async def poll_once(self) -> int:
         """Read events since the cursor and apply the new ones; returns how many were new."""
@@ -321,3 +398,8 @@ class StripeSource:
             return False  # already applied by polling
         snap = await self._carry_out(action)
         return await self.port.write(action.collection.collection_id, [snap]) > 0
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
