@@ -74,10 +74,11 @@ class PostgresPort:
         self.written += result.changed
         return result.changed
 
-    async def save_cursor(self, cursor: Cursor) -> None:
-        """Store a cursor on its own."""
+    async def save_cursor(self, *cursors: Cursor) -> None:
+        """Store cursors on their own, all in one transaction."""
         async with self.pool.connection() as conn, conn.transaction():
-            await self._set_cursor(conn, cursor)
+            for cursor in cursors:
+                await self._set_cursor(conn, cursor)
 
     async def _set_cursor(self, conn: Any, cursor: Cursor) -> None:
         path, value = cursor

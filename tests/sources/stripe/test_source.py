@@ -106,7 +106,7 @@ async def test_large_collection_is_cut_into_created_slices(
     wired: Wired, upstream: Upstream
 ) -> None:
     seed_account(upstream, customers=10)
-    for i in range(140):  # spread over time so the slices are not empty
+    for i in range(600):  # spread over time so the slices are not empty
         upstream.standin.clock.advance(3600)
         upstream.post("/v1/products", name=f"p{i}")
     source = wired.make_source(parallel=4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from upsync.sources.stripe.client import Page, StripeHTTP
 from upsync.sources.stripe.collections import StripeCollection
 
-__all__ = ["Slice", "complete_nested", "oldest_created", "split", "walk", "walk_slice"]
+__all__ = ["Slice", "complete_nested", "read_page", "walk"]
 
 PAGE_SIZE = 100
 
@@ -92,54 +91,16 @@ class Slice:
         }
 
 
-def split(lo: int, hi: int, parts: int) -> list[Slice]:
-    """Cut ``[lo, hi)`` into at most ``parts`` slices of (nearly) equal duration, newest first."""
-    if hi <= lo:
-        return []
-    parts = max(1, min(parts, hi - lo))
-    bounds = [lo + (hi - lo) * i // parts for i in range(parts + 1)]
-    return [Slice(gte=a, lt=b) for a, b in itertools.pairwise(bounds)][::-1]
+async def read_page(http: StripeHTTP, collection: StripeCollection, piece: Slice) -> Page:
+    """The next page of a slice (after ``piece.after``), nested lists completed.
 
-
-async def oldest_created(http: StripeHTTP, collection: StripeCollection, below: int) -> int | None:
-    """The ``created`` of the collection's oldest object older than ``below`` (binary search).
-
-    Stripe lists newest first and cannot sort the other way, so this probes
-    ``created[lt]=t&limit=1`` about log2(seconds) ≈ 30 times — once per backfill.
+    One page at a time, from the slice as it is now: a walker's slice can shrink between
+    pages when its older half is handed to another walker.
     """
-
-    async def exists_before(t: int) -> bool:
-        params = {**collection.list_params, "limit": 1, "created": {"lt": t}}
-        return bool((await http.get(collection.list_path, params)).data)
-
-    if not await exists_before(below):
-        return None
-    lo, hi = 0, below - 1  # invariant: something exists before hi + 1, nothing before lo
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if await exists_before(mid + 1):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-async def walk_slice(
-    http: StripeHTTP, collection: StripeCollection, piece: Slice
-) -> AsyncIterator[Page]:
-    """Yield the pages of one slice after ``piece.after``, without changing ``piece``.
-
-    The caller advances the slice (:meth:`Slice.advanced`) once a page is durably written.
-    """
-    after = piece.after
-    while True:
-        params: dict[str, Any] = {**collection.list_params, **piece.params(), "limit": PAGE_SIZE}
-        if after is not None:
-            params["starting_after"] = after
-        page = await http.get(collection.list_path, params)
-        for obj in page.data:
-            await complete_nested(http, collection, obj)
-        yield page
-        if not page.has_more or not page.data:
-            return
-        after = str(page.data[-1]["id"])
+    params: dict[str, Any] = {**collection.list_params, **piece.params(), "limit": PAGE_SIZE}
+    if piece.after is not None:
+        params["starting_after"] = piece.after
+    page = await http.get(collection.list_path, params)
+    for obj in page.data:
+        await complete_nested(http, collection, obj)
+    return page

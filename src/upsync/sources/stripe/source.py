@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,17 +37,14 @@ from upsync.sources.stripe import signature
 from upsync.sources.stripe.client import Page, StripeHTTP
 from upsync.sources.stripe.collections import StripeCollection, collection
 from upsync.sources.stripe.events import Action, EventWindow, action_for
-from upsync.sources.stripe.listing import (
-    Slice,
-    complete_nested,
-    oldest_created,
-    split,
-    walk,
-    walk_slice,
-)
+from upsync.sources.stripe.listing import Slice, complete_nested, read_page, walk
 from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
 
-__all__ = ["CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
+__all__ = ["STRIPE_EPOCH", "CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
+
+#: No Stripe object is older than Stripe itself (2011-01-01): the lower end of every backfill.
+STRIPE_EPOCH = 1_293_840_000
+_KEEP_PAGES = 4
 
 _log = logging.getLogger(__name__)
 
@@ -63,8 +61,8 @@ class StreamPort(Protocol):
     ) -> int:
         """Write snapshots (and the cursor) in one transaction; return how many changed."""
 
-    async def save_cursor(self, cursor: Cursor) -> None:
-        """Store a cursor without writing any snapshot."""
+    async def save_cursor(self, *cursors: Cursor) -> None:
+        """Store cursors without writing any snapshot, all in one transaction."""
 
     async def load_cursors(self) -> dict[str, Any]:
         """The sync's stored cursors (``{}`` for a new sync)."""
@@ -80,15 +78,13 @@ class StreamPort(Protocol):
 class CollectionProgress:
     """Backfill progress of one collection: its ``created`` slices, as durably written.
 
-    Stored under the sync's ``backfill`` cursor: ``"<collection>"`` holds the plan (the slices
-    as first cut), and each slice ``i`` keeps its own key ``"<collection>#<i>"``, written in the
-    transaction of that slice's pages — so concurrent slices never record each other's
-    uncommitted progress.
+    Each slice ``i`` is stored under the sync's ``backfill`` cursor as ``"<collection>#<i>"``,
+    written in the transaction of that slice's pages — so concurrent slices never record each
+    other's uncommitted progress, and a resumed backfill reads nothing twice.
     """
 
     collection_id: str
     slices: dict[int, Slice] = field(default_factory=dict)
-    planned: bool = False
     fetched: int = 0
     """objects read by this run (a resumed run reads only what was not durable yet)"""
 
@@ -100,24 +96,22 @@ class CollectionProgress:
     @property
     def done(self) -> bool:
         """Every slice has been read to its end."""
-        return self.planned and all(piece.done for piece in self.slices.values())
+        return bool(self.slices) and all(piece.done for piece in self.slices.values())
 
-    def plan_state(self) -> dict[str, Any]:
-        """The plan, as stored under ``"<collection>"``."""
-        return {"slices": {str(i): p.to_state() for i, p in self.slices.items()}}
+    def key(self, i: int) -> tuple[str, str]:
+        """The cursor path of slice ``i``."""
+        return ("backfill", f"{self.collection_id}#{i}")
 
     @classmethod
     def from_state(cls, collection_id: str, stored: Mapping[str, Any]) -> CollectionProgress:
-        """Rebuild from the ``backfill`` cursor (plan, then each slice's own newer state)."""
-        plan = stored.get(collection_id)
-        if not plan:
-            return cls(collection_id)
-        slices = {int(i): Slice(**state) for i, state in plan["slices"].items()}
-        for i in slices:
-            own = stored.get(f"{collection_id}#{i}")
-            if own:
-                slices[i] = Slice(**own)
-        return cls(collection_id, slices, planned=True)
+        """Rebuild from the ``backfill`` cursor; a new collection starts as one open slice."""
+        prefix = f"{collection_id}#"
+        slices = {
+            int(key.removeprefix(prefix)): Slice(**state)
+            for key, state in stored.items()
+            if key.startswith(prefix)
+        }
+        return cls(collection_id, slices or {0: Slice(gte=STRIPE_EPOCH)})
 
 
 @dataclass
@@ -162,6 +156,7 @@ class StripeSource:
         self.on_progress = on_progress
         self.parallel = parallel
         self._walkers = asyncio.Semaphore(parallel)
+        self._active = 0
         self.status = SourceStatus()
         self.window = EventWindow()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -246,37 +241,63 @@ class StripeSource:
         await self.port.backfill_completed()
 
     async def _backfill_one(self, coll: StripeCollection, progress: CollectionProgress) -> None:
-        if not progress.planned:
-            await self._plan(coll, progress)
         async with asyncio.TaskGroup() as group:
-            for i, piece in progress.slices.items():
+            for i, piece in list(progress.slices.items()):
                 if not piece.done:
-                    group.create_task(self._walk(coll, progress, i))
+                    group.create_task(self._walk(coll, progress, i, group))
 
-    async def _plan(self, coll: StripeCollection, progress: CollectionProgress) -> None:
-        """Read the newest page, then cut the older objects into ``created`` slices."""
+    async def _walk(
+        self,
+        coll: StripeCollection,
+        progress: CollectionProgress,
+        i: int,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Walk slice ``i``; while walkers are idle, hand its older half to a new walker."""
         async with self._walkers:
-            page = await anext(walk_slice(self.http, coll, Slice()))
-        slices = {0: Slice().advanced(page)}
-        if page.has_more and page.data:
-            newest_second = min(int(o["created"]) for o in page.data)
-            # slice 0 finishes the objects created in the page's oldest second
-            slices = {0: Slice(gte=newest_second).advanced(page)}
-            oldest = await oldest_created(self.http, coll, below=newest_second)
-            if oldest is not None:
-                rest = split(oldest, newest_second, self.parallel * 2)
-                slices.update(enumerate(rest, start=1))
-        progress.slices, progress.planned = slices, True
-        cursor = (("backfill", coll.collection_id), progress.plan_state())
-        await self._write_page(coll, progress, page, cursor)
+            self._active += 1
+            try:
+                while not progress.slices[i].done:
+                    page = await read_page(self.http, coll, progress.slices[i])
+                    advanced = progress.slices[i].advanced(page)
+                    await self._write_page(
+                        coll, progress, page, (progress.key(i), advanced.to_state())
+                    )
+                    progress.slices[i] = advanced
+                    if not advanced.done and self._active < self.parallel:
+                        await self._split(coll, progress, i, page, group)
+            finally:
+                self._active -= 1
 
-    async def _walk(self, coll: StripeCollection, progress: CollectionProgress, i: int) -> None:
-        async with self._walkers:
-            async for page in walk_slice(self.http, coll, progress.slices[i]):
-                advanced = progress.slices[i].advanced(page)
-                key = ("backfill", f"{coll.collection_id}#{i}")
-                await self._write_page(coll, progress, page, (key, advanced.to_state()))
-                progress.slices[i] = advanced
+    async def _split(
+        self,
+        coll: StripeCollection,
+        progress: CollectionProgress,
+        i: int,
+        page: Page,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        """Hand the older part of slice ``i``'s unread range to a new walker.
+
+        The cut keeps about :data:`_KEEP_PAGES` pages' worth of time (judged from the span of
+        the page just read) and hands away everything older, so walkers leapfrog through dense
+        history instead of bisecting years of emptiness.
+        """
+        piece = progress.slices[i]
+        newest, oldest = int(page.data[0]["created"]), int(page.data[-1]["created"])
+        low = piece.gte if piece.gte is not None else STRIPE_EPOCH
+        middle = max(low + 1, oldest - _KEEP_PAGES * max(newest - oldest, 1))
+        if middle >= oldest:
+            return
+        kept = dataclasses.replace(piece, gte=middle)
+        handed = Slice(gte=low, lt=middle)
+        j = max(progress.slices) + 1
+        # both halves are recorded together, or neither: no object can fall between them
+        await self.port.save_cursor(
+            (progress.key(i), kept.to_state()), (progress.key(j), handed.to_state())
+        )
+        progress.slices[i], progress.slices[j] = kept, handed
+        group.create_task(self._walk(coll, progress, j, group))
 
     async def _write_page(
         self, coll: StripeCollection, progress: CollectionProgress, page: Page, cursor: Any
