@@ -101,6 +101,8 @@ class StripeHTTP:
         self._rnd = rnd or random.Random()
         self.requests = 0
         """requests sent, retries included"""
+        self.nested_requests = 0
+        """of which: pages of truncated embedded lists (invoice lines, subscription items)"""
 
     def __repr__(self) -> str:
         return f"StripeHTTP(base_url={self.base_url!r}, api_key='****')"

@@ -1,6 +1,10 @@
 """The Stripe collections upsync syncs: where to list them, which events touch them, how they
 are deleted, and the typed columns a table for them usually wants.
 
+Subscription items are not a collection of their own: Stripe cannot list them without a
+``subscription`` filter, and every subscription snapshot carries all of its items (truncated
+embedded lists are completed, see :mod:`upsync.sources.stripe.listing`).
+
 Pure data. Facts come from stripe-contract §1–§5: lists are newest first; subscriptions hide
 canceled ones unless ``status=all``; only some objects can be deleted (the rest are canceled,
 voided or archived and stay listed); embedded lists (``items``, ``lines``) hold at most 10 entries.
@@ -97,19 +101,6 @@ COLLECTIONS: Mapping[str, StripeCollection] = {
                 _f("canceled_at", "bigint"),
                 _f("collection_method", "text"),
                 *_CREATED,
-            ),
-        ),
-        StripeCollection(
-            "subscription_item",
-            "/v1/subscription_items",
-            "subscription_items",
-            deletable=True,
-            fields=(
-                _f("subscription_id", "text", "data.subscription"),
-                _f("price_id", "text", "data.price.id"),
-                _f("quantity", "bigint"),
-                *_CREATED_ONLY,
-                _f("metadata", "jsonb"),
             ),
         ),
         StripeCollection(

@@ -53,6 +53,7 @@ async def complete_nested(
             if entries:
                 params["starting_after"] = entries[-1]["id"]
             page = await http.get(url, params)
+            http.nested_requests += 1
             entries.extend(page.data)
             if not page.has_more or not page.data:
                 break

@@ -42,6 +42,10 @@ class Pacer:
         self._next = start + 1.0 / self._rate
         return start - now
 
+    def saturated(self, now: float) -> bool:
+        """Whether start slots are already handed out past ``now`` (callers queue for budget)."""
+        return self._next > now
+
     def hold_off(self, now: float, seconds: float) -> None:
         """Start nothing before ``now + seconds`` (after a 429 with ``Retry-After``)."""
         self._next = max(self._next, now + seconds)
@@ -81,6 +85,10 @@ class RateLimiter:
         finally:
             if self._inflight is not None:
                 self._inflight.release()
+
+    def saturated(self) -> bool:
+        """Whether the budget is the bottleneck now: more parallel work would only queue."""
+        return self.pacer.saturated(self._clock())
 
     def hold_off(self, seconds: float) -> None:
         """Pause all new requests for ``seconds`` (the upstream asked us to back off)."""

@@ -264,7 +264,11 @@ class StripeSource:
                         coll, progress, page, (progress.key(i), advanced.to_state())
                     )
                     progress.slices[i] = advanced
-                    if not advanced.done and self._active < self.parallel:
+                    if (
+                        not advanced.done
+                        and self._active < self.parallel
+                        and not self.http.limiter.saturated()  # more walkers would only queue
+                    ):
                         await self._split(coll, progress, i, page, group)
             finally:
                 self._active -= 1
@@ -284,7 +288,9 @@ class StripeSource:
         history instead of bisecting years of emptiness.
         """
         piece = progress.slices[i]
-        newest, oldest = int(page.data[0]["created"]), int(page.data[-1]["created"])
+        newest, oldest = page.data[0].get("created"), page.data[-1].get("created")
+        if type(newest) is not int or type(oldest) is not int:
+            return  # objects without `created` (invoice items carry `date`) are walked whole
         low = piece.gte if piece.gte is not None else STRIPE_EPOCH
         middle = max(low + 1, oldest - _KEEP_PAGES * max(newest - oldest, 1))
         if middle >= oldest:
