@@ -1,0 +1,1 @@
+"""A minimal Django app for the Django integration tests: the guide's ``Subscription`` model."""
