@@ -1,0 +1,168 @@
+"""Managed table consumers: a consumer's records applied to the user's tables by the engine.
+
+Each batch is claimed, applied with a :class:`~upsync.sinks.TableSink` and acked in ONE
+transaction on the stream's database, so the rows and the ack commit together (invariant 8).
+A record the sink cannot store (Postgres refused its row, or a mapping failed) is not acked
+with the rest: it is nacked, retried, and after the consumer's ``max_deliver`` attempts it
+becomes a dead letter that lists its reason — never silently dropped (invariant 9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.errors import UpsyncError
+from upsync.records import Message
+from upsync.schema import collection_route, column_types
+from upsync.sinks.ddl import create_table_sql
+from upsync.sinks.table import ApplyResult, TableSink
+from upsync.sources.stripe.collections import COLLECTIONS
+from upsync.stream._sql import DEFAULT_SCHEMA
+from upsync.stream.delivery import ack, claim, nack
+from upsync.stream.models import Consumer
+from upsync.stream.notify import Notifier
+
+__all__ = ["BatchReport", "TableTarget", "deliver_to_tables", "run_table_consumer"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableTarget:
+    """Typed tables (``upsync schema``'s shape) for every Stripe collection, in ``schema``.
+
+    Records of collections upsync has no typed table for land in ``<schema>.upsync_raw_records``.
+    """
+
+    schema: str = "stripe"
+    hard_delete: bool = False
+
+    def sink(self) -> TableSink:
+        """The sink that writes to these tables."""
+        routes = [
+            collection_route(c.collection_id, schema=self.schema) for c in COLLECTIONS.values()
+        ]
+        return TableSink(
+            routes,
+            unrouted="raw",
+            raw_table=(self.schema, "upsync_raw_records"),
+            hard_delete=self.hard_delete,
+        )
+
+    async def create_tables(self, pool: AsyncConnectionPool[Any]) -> None:
+        """Create the schema and every table that does not exist yet (lz4 where supported)."""
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            lz4 = await _supports_lz4(conn)
+            for coll in COLLECTIONS.values():
+                route = collection_route(coll.collection_id, schema=self.schema)
+                types = column_types(coll.collection_id)
+                await conn.execute(create_table_sql(route, column_types=types, lz4=lz4))
+
+
+async def _supports_lz4(conn: Any) -> bool:
+    if conn.info.server_version < 140000:
+        return False
+    cur = await conn.execute(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+@dataclass
+class BatchReport:
+    """What one delivered batch did."""
+
+    delivered: int = 0
+    acked: int = 0
+    refused: list[UpsyncError] = field(default_factory=list)
+    result: ApplyResult | None = None
+    next_deadline_s: float | None = None
+
+
+async def deliver_to_tables(
+    pool: AsyncConnectionPool[Any],
+    consumer: Consumer,
+    sink: TableSink,
+    *,
+    batch_size: int = 500,
+    schema: str = DEFAULT_SCHEMA,
+) -> BatchReport:
+    """Claim one batch, apply it and ack what landed, in one transaction; nack the refused."""
+    async with pool.connection() as conn:
+        got = await claim(conn, consumer, batch_size, schema=schema)
+        if not got.messages:
+            return BatchReport(next_deadline_s=got.next_deadline_s)
+        async with conn.transaction():
+            result = await sink.apply_async(conn, [m.record for m in got.messages])
+            refused_ids = {getattr(e, "record_id", None) for e in result.rejected}
+            good, bad = _split(got.messages, refused_ids)
+            acked = await ack(conn, consumer, [m.ack_token for m in good], schema=schema)
+        if bad:
+            await nack(conn, consumer, [m.ack_token for m in bad], schema=schema)
+            for error in result.rejected:
+                _log.warning("consumer %s: record refused: %s", consumer.name, error)
+    return BatchReport(len(got.messages), acked, list(result.rejected), result)
+
+
+def _split(messages: Sequence[Message], refused: set[Any]) -> tuple[list[Message], list[Message]]:
+    good = [m for m in messages if m.record.id not in refused]
+    bad = [m for m in messages if m.record.id in refused]
+    return good, bad
+
+
+async def run_table_consumer(
+    pool: AsyncConnectionPool[Any],
+    notifier: Notifier,
+    consumer: Consumer,
+    sink: TableSink,
+    stop: asyncio.Event,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    batch_size: int = 500,
+    idle_wait: float = 5.0,
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> None:
+    """Deliver ``consumer``'s records into tables until ``stop`` is set.
+
+    Woken by new records (LISTEN/NOTIFY through ``notifier``), by the earliest ack deadline, or
+    after ``idle_wait`` seconds at the latest. A database error is logged and retried after a
+    growing pause: nothing was acked, so the batch is delivered again.
+    """
+    failures = 0
+    while not stop.is_set():
+        with notifier.subscribe(consumer.stream_id) as wake:  # subscribe before looking
+            try:
+                report = await deliver_to_tables(
+                    pool, consumer, sink, batch_size=batch_size, schema=schema
+                )
+                failures = 0
+            except Exception as e:  # the database may be restarting; the batch is not lost
+                failures += 1
+                _log.warning("consumer %s: %s (retrying)", consumer.name, e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(30.0, 0.2 * 2**failures))
+                continue
+            if on_batch is not None and report.delivered:
+                on_batch(report)
+            if report.delivered:
+                continue
+            timeout = idle_wait
+            if report.next_deadline_s is not None:
+                timeout = min(timeout, max(report.next_deadline_s, 0.01))
+            stopper = asyncio.ensure_future(stop.wait())
+            waiter = asyncio.ensure_future(wake.wait(timeout))
+            await asyncio.wait([stopper, waiter], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            waiter.cancel()

@@ -1,0 +1,123 @@
+"""Managed table consumers: the stream lands in typed tables; refused rows are dead-lettered."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.records import record_id
+from upsync.stream.catalog import create_stream, create_sync
+from upsync.stream.consumers import create_consumer
+from upsync.stream.delivery import list_dead_letters
+from upsync.stream.migrations import migrate
+from upsync.stream.models import Consumer, Sync, UpstreamObject
+from upsync.stream.write import write
+
+
+@dataclass
+class Setup:
+    pool: AsyncConnectionPool[Any]
+    schema: str
+    sync: Sync
+    consumer: Consumer
+    target: TableTarget
+
+    async def write(self, collection_id: str, *objects: UpstreamObject) -> None:
+        async with self.pool.connection() as conn:
+            await write(conn, self.sync, collection_id, objects, schema=self.schema)
+
+    async def drain(self) -> int:
+        sink = self.target.sink()
+        total = 0
+        while (
+            report := await deliver_to_tables(self.pool, self.consumer, sink, schema=self.schema)
+        ).delivered:
+            total += report.delivered
+        return total
+
+    async def rows(self, table: str, *columns: str) -> dict[str, tuple[Any, ...]]:
+        query = sql.SQL("SELECT upstream_id, {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(self.target.schema, table),
+        )
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query)
+            return {r[0]: tuple(r[1:]) for r in await cur.fetchall()}
+
+
+@pytest.fixture
+async def setup(schema_dsn: str, schema: str) -> AsyncIterator[Setup]:
+    target = TableTarget(schema=f"{schema}_dest")
+    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
+        async with pool.connection() as conn:
+            await migrate(conn, schema=schema)
+            stream = await create_stream(conn, "s", schema=schema)
+            sync = await create_sync(
+                conn,
+                stream_id=stream.id,
+                provider="stripe",
+                name="acme",
+                collection_ids=["stripe:customer", "stripe:charge"],
+                external_id="acme",
+                schema=schema,
+            )
+            consumer = await create_consumer(
+                conn, stream_id=stream.id, name="tables", max_deliver=2, schema=schema
+            )
+        await target.create_tables(pool)
+        yield Setup(pool, schema, sync, consumer, target)
+        async with pool.connection() as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(target.schema))
+            )
+
+
+def customer(n: int, version: int, **data: Any) -> UpstreamObject:
+    body = {"id": f"cus_{n}", "object": "customer", "email": f"{n}@x.io", "created": 1, **data}
+    return UpstreamObject(f"cus_{n}", body, version)
+
+
+@pytest.mark.smoke
+async def test_stream_lands_in_typed_tables_with_updates_and_deletes(setup: Setup) -> None:
+    await setup.write("stripe:customer", *(customer(n, 1) for n in range(5)))
+    assert await setup.drain() == 5
+    await setup.write("stripe:customer", customer(1, 2, email="new@x.io"))
+    await setup.write("stripe:customer", UpstreamObject("cus_2", None, 3, deleted=True))
+    assert await setup.drain() == 2
+    rows = await setup.rows("customers", "email", "deleted", "sync_external_id", "id")
+    assert rows["cus_1"][:3] == ("new@x.io", False, "acme")
+    assert rows["cus_2"][1] is True
+    assert rows["cus_0"][3] == record_id(setup.sync.id, "stripe:customer", "cus_0")
+    assert len(rows) == 5
+
+
+async def test_a_refused_row_is_dead_lettered_and_the_rest_land(setup: Setup) -> None:
+    good = {"id": "ch_1", "object": "charge", "amount": 500, "created": 1}
+    bad = {"id": "ch_2", "object": "charge", "amount": "lots", "created": 1}  # bigint column
+    await setup.write(
+        "stripe:charge", UpstreamObject("ch_1", good, 1), UpstreamObject("ch_2", bad, 1)
+    )
+    await setup.drain()
+    await setup.drain()  # second attempt of the refused one; max_deliver=2
+    rows = await setup.rows("charges", "amount")
+    assert rows == {"ch_1": (500,)}
+    async with setup.pool.connection() as conn:
+        dead = await list_dead_letters(conn, setup.consumer, schema=setup.schema)
+    assert [d.record.upstream_id for d in dead] == ["ch_2"]
+
+
+async def test_tables_are_created_idempotently(setup: Setup) -> None:
+    await setup.target.create_tables(setup.pool)
+    async with setup.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+            [setup.target.schema],
+        )
+        row = await cur.fetchone()
+    assert row is not None and row[0] >= 18
