@@ -1,0 +1,375 @@
+"""Delivery: next (claim), ack, nack, info, dead letters (connection-level).
+
+Each ``(consumer, record)`` has at most one row in ``consumer_messages``, carrying the latest
+``updated_idx`` the consumer owes for that record. Its states:
+
+- ``pending``: deliverable now (new, nacked, or a newer version arrived after an ack);
+- ``delivered``: held by one worker until ``ack_deadline`` (``now + ack_wait_ms``); once past it,
+  it is deliverable again, unless it has had ``max_deliver`` attempts: then it becomes
+- ``dead``: listed by :func:`list_dead_letters` until :func:`replay_dead_letters` (or a newer
+  version of the record) makes it pending again. Nothing is ever discarded silently.
+
+An ack deletes the row only if no newer version arrived since that delivery; otherwise the row
+goes back to ``pending`` with the newer version (invariant: acking an old delivery never drops a
+newer one). Claims lock the consumer row, so concurrent workers take turns for the few
+milliseconds a claim lasts; that makes ``max_ack_pending`` exact, and ``FOR UPDATE SKIP LOCKED``
+on the message rows keeps two workers from ever holding the same message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from upsync.errors import InvalidAckToken, NotFound
+from upsync.records import Message, Record, SyncRef
+from upsync.stream import tokens as _tokens
+from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
+from upsync.stream.clock import Clock, db_clock
+from upsync.stream.models import Consumer, ConsumerInfo, DeadLetter
+
+_LOCK_CONSUMER = """
+SELECT k.ack_wait_ms, k.max_deliver, k.max_ack_pending,
+    (SELECT count(*) FROM {consumer_messages} m
+     WHERE m.consumer_id = k.id AND m.state = 'delivered' AND m.ack_deadline > {now}) AS held
+FROM {consumers} k
+WHERE k.id = %(c)s FOR NO KEY UPDATE
+"""
+
+_MARK_DEAD = """
+UPDATE {consumer_messages} m SET state = 'dead', dead_at = {now}, delivery_id = NULL
+FROM (
+    SELECT record_id FROM {consumer_messages} m
+    WHERE m.consumer_id = %(c)s AND m.state = 'delivered' AND m.ack_deadline <= {now}
+        AND {exhausted}
+    FOR UPDATE SKIP LOCKED
+) d
+WHERE m.consumer_id = %(c)s AND m.record_id = d.record_id
+"""
+
+_CLAIM = """
+WITH pick AS (
+    SELECT m.record_id FROM {consumer_messages} m
+    WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
+        AND (m.state = 'pending' OR m.ack_deadline <= {now})
+        -- re-checked if the row changed under us: never hand out a version we cannot read
+        -- (OFFSET 0 keeps this a per-row check: as a join it loses the index order and LIMIT)
+        AND EXISTS (
+            SELECT 1 FROM {records} r WHERE r.id = m.record_id AND r.updated_idx = m.updated_idx
+            OFFSET 0
+        )
+    ORDER BY m.updated_idx
+    LIMIT %(n)s
+    FOR UPDATE OF m SKIP LOCKED
+),
+upd AS (
+    UPDATE {consumer_messages} m SET
+        state = 'delivered',
+        deliver_count = CASE WHEN m.state = 'delivered' AND m.updated_idx > m.delivered_idx
+                             THEN 1 ELSE m.deliver_count + 1 END,
+        delivery_id = nextval({delivery_seq_reg}),
+        delivered_idx = m.updated_idx,
+        ack_deadline = {now} + %(ack_wait_ms)s * interval '1 millisecond',
+        dead_at = NULL
+    FROM pick WHERE m.consumer_id = %(c)s AND m.record_id = pick.record_id
+    RETURNING m.record_id, m.delivery_id, m.delivered_idx
+)
+SELECT upd.delivery_id, {record_cols}
+FROM upd
+JOIN {records} r ON r.id = upd.record_id AND r.updated_idx = upd.delivered_idx
+LEFT JOIN {syncs} s ON s.id = r.sync_id
+ORDER BY r.updated_idx
+"""
+
+# each count stops at %(cap)s rows (NULL: exact), so that next() stays cheap with a big backlog
+_INFO = """
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {consumer_messages} m
+        WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
+            AND (m.state = 'pending' OR (m.ack_deadline <= {now} AND NOT {exhausted}))
+        LIMIT %(cap)s) x) AS pending,
+    (SELECT count(*) FROM {consumer_messages} m
+     WHERE m.consumer_id = %(c)s AND m.state = 'delivered' AND m.ack_deadline > {now})
+        AS ack_pending,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = %(c)s AND m.state = 'dead'
+        UNION ALL
+        SELECT 1 FROM {consumer_messages} m
+        WHERE m.consumer_id = %(c)s AND m.state = 'delivered' AND m.ack_deadline <= {now}
+            AND {exhausted}
+        LIMIT %(cap)s) y) AS dead,
+    extract(epoch FROM (
+        SELECT min(m.ack_deadline) FROM {consumer_messages} m
+        WHERE m.consumer_id = %(c)s AND m.state = 'delivered') - {now}) AS next_deadline_s
+"""
+
+_HELD = """
+SELECT m.record_id, m.delivery_id FROM {consumer_messages} m
+JOIN unnest(%(rids)s::uuid[], %(dids)s::bigint[]) AS t(rid, did)
+    ON m.record_id = t.rid AND m.delivery_id = t.did
+WHERE m.consumer_id = %(c)s AND m.state = 'delivered'
+ORDER BY m.record_id
+FOR UPDATE OF m
+"""
+
+_ACK = """
+WITH gone AS (
+    DELETE FROM {consumer_messages} m
+    WHERE m.consumer_id = %(c)s AND m.record_id = ANY(%(rids)s::uuid[])
+        AND m.updated_idx <= m.delivered_idx
+    RETURNING 1
+),
+again AS (
+    UPDATE {consumer_messages} m SET state = 'pending', deliver_count = 0, delivery_id = NULL,
+        delivered_idx = NULL, ack_deadline = NULL
+    WHERE m.consumer_id = %(c)s AND m.record_id = ANY(%(rids)s::uuid[])
+        AND m.updated_idx > m.delivered_idx
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM again)
+"""
+
+_NACK = """
+UPDATE {consumer_messages} m SET
+    state = CASE WHEN {exhausted} THEN 'dead' ELSE 'pending' END,
+    dead_at = CASE WHEN {exhausted} THEN {now} END,
+    deliver_count = CASE WHEN m.updated_idx > m.delivered_idx THEN 0 ELSE m.deliver_count END,
+    delivery_id = NULL, ack_deadline = NULL
+WHERE m.consumer_id = %(c)s AND m.record_id = ANY(%(rids)s::uuid[])
+RETURNING m.state
+"""
+
+_DEAD = """
+SELECT m.deliver_count, m.dead_at, {record_cols}
+FROM {consumer_messages} m
+JOIN {records} r ON r.id = m.record_id
+LEFT JOIN {syncs} s ON s.id = r.sync_id
+WHERE m.consumer_id = %(c)s AND m.state = 'dead'
+ORDER BY m.dead_at, m.record_id
+LIMIT %(limit)s
+"""
+
+_REPLAY = """
+UPDATE {consumer_messages} m SET state = 'pending', deliver_count = 0, dead_at = NULL,
+    delivered_idx = NULL
+WHERE m.consumer_id = %(c)s AND m.state = 'dead'
+    AND (%(rids)s::uuid[] IS NULL OR m.record_id = ANY(%(rids)s::uuid[]))
+"""
+
+
+#: In a ``next`` response, ``num_pending`` and ``num_dead`` stop counting here (``info`` is exact).
+INFO_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One claim: the messages and the consumer's counters right after it."""
+
+    messages: tuple[Message, ...]
+    info: ConsumerInfo
+    next_deadline_s: float | None
+    """Seconds until the earliest held message's ack deadline (it may then be redelivered)."""
+
+
+def record_from_row(row: dict[str, Any]) -> Record:
+    """A delivered :class:`Record` from a row with the ``{record_cols}`` columns."""
+    return Record(
+        id=str(row["id"]),
+        upstream_id=row["upstream_id"],
+        collection_id=row["collection_id"],
+        updated_idx=row["updated_idx"],
+        data=row["data"],
+        deleted=row["deleted"],
+        provider=row["provider"],
+        stream_id=str(row["stream_id"]),
+        sync=SyncRef(
+            id=str(row["sync_id"]),
+            external_id=row["sync_external_id"],
+            metadata=row["sync_metadata"] or {},
+        ),
+        inserted_at=row["inserted_at"],
+        upstream_created_at=row["upstream_created_at"],
+        upstream_updated_at=row["upstream_updated_at"],
+    )
+
+
+async def _settings(conn: AConn, consumer: Consumer, schema: str, clock: Clock) -> dict[str, Any]:
+    now = clock()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q(schema, _LOCK_CONSUMER), {"c": consumer.id, "now": now})
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"consumer {consumer.id!r} not found")
+    return {"c": consumer.id, "maxd": row["max_deliver"], "now": now, **row}
+
+
+async def claim(
+    conn: AConn,
+    consumer: Consumer,
+    batch_size: int = 1,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    clock: Clock = db_clock,
+) -> Claimed:
+    """Deliver up to ``batch_size`` messages (oldest ``updated_idx`` first), in one transaction.
+
+    Messages whose deadline passed after ``max_deliver`` attempts become dead letters first.
+    """
+    async with conn.transaction():
+        params = await _settings(conn, consumer, schema, clock)
+        params["n"] = max(0, min(batch_size, params["max_ack_pending"] - params["held"]))
+        params["cap"] = INFO_CAP
+        await conn.execute(q(schema, _MARK_DEAD), params)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q(schema, _CLAIM), params)
+            rows = await cur.fetchall()
+        info, wake = await _info(conn, params, schema)
+    messages = tuple(
+        Message(
+            _tokens.AckToken(
+                consumer.id, str(r["id"]), r["delivery_id"], r["updated_idx"]
+            ).encode(),
+            record_from_row(r),
+        )
+        for r in rows
+    )
+    return Claimed(messages, info, wake)
+
+
+async def _info(
+    conn: AConn, params: dict[str, Any], schema: str
+) -> tuple[ConsumerInfo, float | None]:
+    cur = await conn.execute(q(schema, _INFO), params)
+    row = await cur.fetchone()
+    assert row is not None
+    pending, ack_pending, dead, wake = row
+    return ConsumerInfo(pending, ack_pending, dead), None if wake is None else float(wake)
+
+
+async def info(
+    conn: AConn, consumer: Consumer, *, schema: str = DEFAULT_SCHEMA, clock: Clock = db_clock
+) -> ConsumerInfo:
+    """``num_pending``, ``num_ack_pending`` and ``num_dead`` of a consumer, now."""
+    params = {"c": consumer.id, "maxd": consumer.max_deliver, "now": clock(), "cap": None}
+    async with conn.transaction():
+        return (await _info(conn, params, schema))[0]
+
+
+def _decode_all(consumer: Consumer, ack_tokens: Sequence[str]) -> dict[tuple[str, int], str]:
+    if isinstance(ack_tokens, str) or not isinstance(ack_tokens, Sequence):
+        raise InvalidAckToken("ack_tokens: expected a list of ack token strings")
+    out: dict[tuple[str, int], str] = {}
+    for i, token in enumerate(ack_tokens):
+        try:
+            t = _tokens.decode(token, consumer.id)
+        except InvalidAckToken as e:
+            raise InvalidAckToken(f"ack_tokens[{i}]: {e}; nothing was acked or nacked") from None
+        out[(t.record_id, t.delivery_id)] = token
+    return out
+
+
+async def _hold(
+    conn: AConn, consumer: Consumer, ack_tokens: Sequence[str], schema: str
+) -> list[uuid.UUID]:
+    """Lock the deliveries the tokens name; every one must be current, else nothing happens."""
+    wanted = _decode_all(consumer, ack_tokens)
+    cur = await conn.execute(
+        q(schema, _HELD),
+        {
+            "c": consumer.id,
+            "rids": [uuid.UUID(rid) for rid, _ in wanted],
+            "dids": [did for _, did in wanted],
+        },
+    )
+    found = {(str(rid), did) for rid, did in await cur.fetchall()}
+    stale = [token for key, token in wanted.items() if key not in found]
+    if stale:
+        raise InvalidAckToken(
+            f"{len(stale)} of {len(wanted)} ack token(s) are expired or already used "
+            f"(the message was acked, nacked or redelivered since), e.g. {stale[0][:16]}...; "
+            "nothing was acked or nacked"
+        )
+    return sorted(uuid.UUID(rid) for rid, _ in found)
+
+
+async def ack(
+    conn: AConn, consumer: Consumer, ack_tokens: Sequence[str], *, schema: str = DEFAULT_SCHEMA
+) -> int:
+    """Acknowledge deliveries; returns how many records are now done for this consumer.
+
+    A record that got a newer version while it was held goes back to pending (not counted).
+    Any invalid token raises :class:`InvalidAckToken` and changes nothing.
+    """
+    if not ack_tokens:
+        return 0
+    async with conn.transaction():
+        rids = await _hold(conn, consumer, ack_tokens, schema)
+        cur = await conn.execute(q(schema, _ACK), {"c": consumer.id, "rids": rids})
+        row = await cur.fetchone()
+        assert row is not None
+        done, again = row
+        if again:
+            await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
+    return int(done)
+
+
+async def nack(
+    conn: AConn,
+    consumer: Consumer,
+    ack_tokens: Sequence[str],
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    clock: Clock = db_clock,
+) -> int:
+    """Make deliveries available again now; returns how many became dead letters instead
+    (their ``max_deliver`` attempts are used up). Invalid tokens change nothing."""
+    if not ack_tokens:
+        return 0
+    async with conn.transaction():
+        rids = await _hold(conn, consumer, ack_tokens, schema)
+        params = {"c": consumer.id, "rids": rids, "maxd": consumer.max_deliver, "now": clock()}
+        cur = await conn.execute(q(schema, _NACK), params)
+        states = [s for (s,) in await cur.fetchall()]
+        if "pending" in states:
+            await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
+    return states.count("dead")
+
+
+async def list_dead_letters(
+    conn: AConn,
+    consumer: Consumer,
+    *,
+    limit: int = 100,
+    schema: str = DEFAULT_SCHEMA,
+    clock: Clock = db_clock,
+) -> list[DeadLetter]:
+    """Dead letters, oldest first (marking those whose last attempt just expired)."""
+    params = {"c": consumer.id, "maxd": consumer.max_deliver, "now": clock(), "limit": limit}
+    async with conn.transaction():
+        await conn.execute(q(schema, _MARK_DEAD), params)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q(schema, _DEAD), params)
+            rows = await cur.fetchall()
+    return [DeadLetter(record_from_row(r), r["deliver_count"], r["dead_at"]) for r in rows]
+
+
+async def replay_dead_letters(
+    conn: AConn,
+    consumer: Consumer,
+    record_ids: Sequence[str] | None = None,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+) -> int:
+    """Make dead letters (all, or those of ``record_ids``) pending again with a fresh
+    ``max_deliver`` budget; returns how many."""
+    rids = None if record_ids is None else [uuid.UUID(str(r)) for r in record_ids]
+    async with conn.transaction():
+        cur = await conn.execute(q(schema, _REPLAY), {"c": consumer.id, "rids": rids})
+        if cur.rowcount:
+            await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
+    return cur.rowcount

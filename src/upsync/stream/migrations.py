@@ -1,0 +1,237 @@
+"""upsync's own schema, as numbered migrations applied once each.
+
+:func:`migrate` is safe to call from many processes at once: it takes a transaction-scoped
+advisory lock keyed by the schema name, so exactly one caller applies the missing steps and the
+others wait, then find nothing left to do. Each step runs in that same transaction, so a failed
+step leaves no trace and no ``schema_migrations`` row.
+
+Hot tables (``records``, ``events``, ``consumer_messages``) carry no foreign keys on purpose:
+per-row RI checks would double the cost of bulk writes. Their integrity comes from the write
+path (one statement per batch) and from the stream-row lock that consumer creation, rewind and
+deletion take (see :mod:`upsync.stream.consumers`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from upsync.stream._sql import DEFAULT_SCHEMA, AConn, Conn, q
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered step: its SQL runs once per schema, in the migrating transaction."""
+
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "catalog: streams, credentials, syncs",
+        """
+        CREATE TABLE {streams} (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL UNIQUE,
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE {credentials} (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            provider text NOT NULL,
+            kind text NOT NULL,
+            name text,
+            secret text NOT NULL,
+            test boolean NOT NULL DEFAULT false,
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE {syncs} (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            stream_id uuid NOT NULL REFERENCES {streams} (id),
+            provider text NOT NULL,
+            name text NOT NULL,
+            collection_ids text[] NOT NULL DEFAULT '{{}}',
+            external_id text,
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+            cursors jsonb NOT NULL DEFAULT '{{}}',
+            initial_backfill_completed_at timestamptz,
+            rate_limit jsonb,
+            credential_id uuid REFERENCES {credentials} (id),
+            max_age_days integer,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ON {syncs} (stream_id);
+        """,
+    ),
+    Migration(
+        2,
+        "stream: records (compacted), events, updated_idx sequence",
+        """
+        -- one sequence for the whole schema, one value per written batch: a batch's versions are
+        -- (value << 20) + 1, + 2, ... (see upsync.stream.write). CACHE 1 keeps it strictly
+        -- increasing across sessions.
+        CREATE SEQUENCE {updated_idx_seq} AS bigint CACHE 1;
+        CREATE TABLE {records} (
+            id uuid PRIMARY KEY,
+            stream_id uuid NOT NULL,
+            sync_id uuid NOT NULL,
+            provider text NOT NULL,
+            collection_id text NOT NULL,
+            upstream_id text NOT NULL,
+            data jsonb NOT NULL,
+            deleted boolean NOT NULL DEFAULT false,
+            updated_idx bigint NOT NULL,
+            source_version bigint NOT NULL,
+            upstream_created_at timestamptz,
+            upstream_updated_at timestamptz,
+            inserted_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            -- the transaction that wrote this version (an xid8 as bigint): lets the paged Stream
+            -- API return rows that committed after a page was read with a lower updated_idx
+            -- (upsync.stream.pages)
+            xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
+        );
+        CREATE INDEX ON {records} (updated_idx);
+        CREATE INDEX ON {records} (xid);
+        CREATE TABLE {events} (
+            seq bigint PRIMARY KEY,
+            event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+            stream_id uuid NOT NULL,
+            sync_id uuid NOT NULL,
+            record_id uuid NOT NULL,
+            provider text NOT NULL,
+            collection_id text NOT NULL,
+            upstream_id text NOT NULL,
+            event text NOT NULL CHECK (event IN ('created', 'updated', 'deleted')),
+            data jsonb NOT NULL,
+            changes jsonb,
+            upstream_updated_at timestamptz,
+            inserted_at timestamptz NOT NULL,
+            xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint
+        );
+        -- append-only, so xid follows the heap order: BRIN is enough and cheap to maintain
+        CREATE INDEX ON {events} USING brin (xid);
+        """,
+    ),
+    Migration(
+        3,
+        "consumers and per-consumer message state",
+        """
+        CREATE SEQUENCE {delivery_seq} AS bigint;
+        CREATE TABLE {consumers} (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            stream_id uuid NOT NULL REFERENCES {streams} (id),
+            name text NOT NULL,
+            kind text NOT NULL DEFAULT 'http',
+            filter_provider text NOT NULL DEFAULT '*',
+            filter_sync_id text NOT NULL DEFAULT '*',
+            filter_collection_id text NOT NULL DEFAULT '*',
+            deliver_policy text NOT NULL DEFAULT 'all',
+            ack_wait_ms integer NOT NULL DEFAULT 30000 CHECK (ack_wait_ms > 0),
+            max_deliver integer NOT NULL DEFAULT -1 CHECK (max_deliver = -1 OR max_deliver > 0),
+            max_ack_pending integer NOT NULL DEFAULT 1000 CHECK (max_ack_pending > 0),
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (stream_id, name)
+        );
+        -- one row per (consumer, record): what the consumer still owes for that record.
+        -- pending: deliverable now; delivered: held by a worker until ack_deadline;
+        -- dead: gave up after max_deliver attempts (listed, replayable). Acked rows are deleted.
+        CREATE TABLE {consumer_messages} (
+            consumer_id uuid NOT NULL,
+            record_id uuid NOT NULL,
+            updated_idx bigint NOT NULL,
+            state text NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'delivered', 'dead')),
+            deliver_count integer NOT NULL DEFAULT 0,
+            delivery_id bigint,
+            delivered_idx bigint,
+            ack_deadline timestamptz,
+            dead_at timestamptz,
+            PRIMARY KEY (consumer_id, record_id)
+        );
+        CREATE INDEX ON {consumer_messages} (consumer_id, updated_idx)
+            WHERE state <> 'dead';
+        CREATE INDEX ON {consumer_messages} (consumer_id, ack_deadline)
+            WHERE state = 'delivered';
+        CREATE INDEX ON {consumer_messages} (consumer_id, dead_at)
+            WHERE state = 'dead';
+        """,
+    ),
+    Migration(
+        4,
+        "api tokens",
+        # bearer tokens of the HTTP API, stored as sha256 hashes (see upsync.api.auth)
+        """
+        CREATE TABLE IF NOT EXISTS {schema}.api_tokens (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            name text NOT NULL,
+            token_hash bytea NOT NULL UNIQUE,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            revoked_at timestamptz
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_active_name
+            ON {schema}.api_tokens (name) WHERE revoked_at IS NULL;
+        """,
+    ),
+)
+
+_BOOTSTRAP = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema_migrations} (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def migrate(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> int:
+    """Bring ``schema`` up to the latest migration; returns how many steps this call applied.
+
+    Commits its own transaction: call it on a connection with no transaction in progress.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            q(schema, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"),
+            [f"upsync.migrate:{schema}"],
+        )
+        await conn.execute(q(schema, _BOOTSTRAP))
+        cur = await conn.execute(q(schema, "SELECT version FROM {schema_migrations}"))
+        done = {row[0] for row in await cur.fetchall()}
+        todo = [m for m in MIGRATIONS if m.version not in done]
+        for step in todo:
+            await conn.execute(q(schema, step.sql))
+            await conn.execute(
+                q(schema, "INSERT INTO {schema_migrations} (version, name) VALUES (%s, %s)"),
+                [step.version, step.name],
+            )
+    return len(todo)
+
+
+def migrate_sync(conn: Conn, *, schema: str = DEFAULT_SCHEMA) -> int:
+    """:func:`migrate` for a synchronous connection (CLI, tests, scripts)."""
+    with conn.transaction():
+        conn.execute(
+            q(schema, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"),
+            [f"upsync.migrate:{schema}"],
+        )
+        conn.execute(q(schema, _BOOTSTRAP))
+        cur = conn.execute(q(schema, "SELECT version FROM {schema_migrations}"))
+        done = {row[0] for row in cur.fetchall()}
+        todo = [m for m in MIGRATIONS if m.version not in done]
+        for step in todo:
+            conn.execute(q(schema, step.sql))
+            conn.execute(
+                q(schema, "INSERT INTO {schema_migrations} (version, name) VALUES (%s, %s)"),
+                [step.version, step.name],
+            )
+    return len(todo)

@@ -1,0 +1,368 @@
+"""The stream write path: upstream snapshots and deletions in, versioned records out.
+
+:func:`write` takes the snapshots of one ``(sync, collection)`` and, in the caller's transaction,
+with a constant number of round trips whatever the batch size (COPY into a temporary staging
+table, then one set-based statement):
+
+- gives each object its stable id, :func:`upsync.records.record_id` (invariant 1);
+- keeps one snapshot per object (the one that wins the rule below) and compares it with the
+  stored record;
+- for each object whose data or ``deleted`` flag actually changes, gives it a new
+  ``updated_idx`` (invariant 2: strictly increasing across the stream; the batch takes one value
+  ``v`` from the schema's sequence and numbers its changes ``(v << 20) + 1, + 2, …``, so every
+  later batch is above every earlier one; the gaps are harmless), upserts the record, appends
+  a ``created`` / ``updated`` / ``deleted`` event (``changes`` holds the previous values of the
+  top-level fields that changed), and fans the new version out to every consumer
+  whose filters match (invariant 4: delivery reads those rows, never "idx > cursor");
+- unchanged objects bump nothing and emit nothing.
+
+**Staleness rule (invariant 3).** Every snapshot carries a ``source_version`` (a bigint the sync
+chooses so that a later upstream state has a greater value, e.g. the epoch milliseconds at which
+it observed the object, or the creating event's timestamp). A snapshot is *stale*, and ignored,
+when its ``source_version`` is lower than the stored one. On an equal ``source_version`` the
+later write wins (re-writing the same snapshot is a no-op because nothing changed), except that a
+live snapshot never replaces a tombstone of the same version: a delete is final at a tie. Within
+one batch the same rule picks the winner: highest ``source_version``, then tombstone, then the
+later position in the batch. A newer snapshot whose data equals the stored data only raises the
+stored ``source_version`` (no new ``updated_idx``, no event), so a still older snapshot arriving
+later stays stale.
+
+Writes of the same ``(sync, collection)`` are serialised by a transaction-scoped advisory lock
+(the ids of two different pairs never overlap, so no other writer can touch these records).
+Every write also holds a ``FOR KEY SHARE`` lock on its stream row until commit; consumer
+creation, rewind and deletion take ``FOR UPDATE`` on that row, so they never run between a
+writer's fan-out and its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypedDict
+
+import orjson
+
+from upsync.errors import ConfigurationError, NotFound, RecordError
+from upsync.records import record_id
+from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
+from upsync.stream.clock import Clock, db_clock
+from upsync.stream.models import Sync, UpstreamObject, WriteResult
+
+_MAX_BIGINT = 2**63 - 1
+#: Rows per staged statement: a batch's versions are (sequence value << 20) + 1 … + n.
+MAX_CHUNK = 1_000_000
+_STAGE_COLUMNS = (
+    "ord",
+    "id",
+    "upstream_id",
+    "data",
+    "deleted",
+    "source_version",
+    "upstream_created_at",
+    "upstream_updated_at",
+)
+
+_PREPARE = """
+CREATE TEMP TABLE IF NOT EXISTS upsync_stage (
+    ord integer NOT NULL,
+    id uuid NOT NULL,
+    upstream_id text NOT NULL,
+    data jsonb,
+    deleted boolean NOT NULL,
+    source_version bigint NOT NULL,
+    upstream_created_at timestamptz,
+    upstream_updated_at timestamptz
+) ON COMMIT DELETE ROWS;
+TRUNCATE pg_temp.upsync_stage
+"""
+
+_LOCK = """
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0)) AS locked, s.id,
+    current_setting('transaction_isolation') AS isolation,
+    -- batches sort and hash a few MB: keep that in memory (until this transaction ends)
+    CASE WHEN pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024
+        THEN set_config('work_mem', '64MB', true) END AS work_mem
+FROM {streams} s WHERE s.id = %(stream)s FOR KEY SHARE
+"""
+
+_APPLY = """
+WITH s AS (
+    SELECT DISTINCT ON (id) *
+    FROM pg_temp.upsync_stage
+    ORDER BY id, source_version DESC, deleted DESC, ord DESC
+),
+p AS MATERIALIZED (
+    SELECT s.*,
+        r.id IS NOT NULL AS existed,
+        r.data AS old_data,
+        r.deleted AS old_deleted,
+        coalesce(s.data, r.data, '{{}}'::jsonb) AS new_data,
+        (r.id IS NOT NULL AND (s.source_version < r.source_version
+            OR (s.source_version = r.source_version AND r.deleted AND NOT s.deleted))) AS stale,
+        CASE
+            WHEN r.id IS NULL THEN true
+            WHEN s.deleted AND r.deleted THEN false
+            WHEN s.deleted <> r.deleted THEN true
+            ELSE coalesce(s.data, r.data) IS DISTINCT FROM r.data
+        END AS changed,
+        r.source_version AS old_version
+    FROM s LEFT JOIN {records} r ON r.id = s.id
+),
+base AS MATERIALIZED (
+    -- one sequence value per batch (not per row): nextval() costs a WAL write every few calls
+    SELECT nextval({seq}) << 20 AS v WHERE EXISTS (SELECT 1 FROM p WHERE changed AND NOT stale)
+),
+c AS MATERIALIZED (
+    SELECT w.*, (SELECT v FROM base) + row_number() OVER (ORDER BY w.ord) AS idx,
+        CASE
+            WHEN w.deleted THEN 'deleted'
+            WHEN NOT w.existed OR w.old_deleted THEN 'created'
+            ELSE 'updated'
+        END AS event
+    FROM p w WHERE w.changed AND NOT w.stale
+),
+ins AS (
+    INSERT INTO {records} AS r (id, stream_id, sync_id, provider, collection_id, upstream_id, data,
+        deleted, updated_idx, source_version, upstream_created_at, upstream_updated_at,
+        inserted_at, updated_at)
+    SELECT id, %(stream)s, %(sync)s, %(provider)s, %(collection)s, upstream_id, new_data,
+        deleted, idx, source_version, upstream_created_at, upstream_updated_at, {now}, {now}
+    FROM c
+    ON CONFLICT (id) DO UPDATE SET
+        data = excluded.data,
+        deleted = excluded.deleted,
+        updated_idx = excluded.updated_idx,
+        source_version = excluded.source_version,
+        upstream_created_at = coalesce(excluded.upstream_created_at, r.upstream_created_at),
+        upstream_updated_at = coalesce(excluded.upstream_updated_at, r.upstream_updated_at),
+        updated_at = excluded.updated_at,
+        xid = pg_current_xact_id()::text::bigint
+),
+bump AS (
+    UPDATE {records} r SET source_version = p.source_version
+    FROM p
+    WHERE r.id = p.id AND p.existed AND NOT p.changed AND NOT p.stale
+        AND p.source_version > p.old_version
+),
+ev AS (
+    INSERT INTO {events} (seq, stream_id, sync_id, record_id, provider, collection_id,
+        upstream_id, event, data, changes, upstream_updated_at, inserted_at)
+    SELECT idx, %(stream)s, %(sync)s, id, %(provider)s, %(collection)s, upstream_id, event,
+        new_data,
+        CASE WHEN event = 'updated' THEN (
+            SELECT coalesce(jsonb_object_agg(k, old_data -> k), '{{}}'::jsonb)
+            FROM (SELECT jsonb_object_keys(old_data) UNION SELECT jsonb_object_keys(new_data)) ks(k)
+            WHERE (old_data -> k) IS DISTINCT FROM (new_data -> k)
+        ) END,
+        upstream_updated_at, {now}
+    FROM c
+),
+fan AS (
+    INSERT INTO {consumer_messages} AS m (consumer_id, record_id, updated_idx)
+    SELECT k.id, c.id, c.idx
+    FROM c CROSS JOIN {consumers} k
+    WHERE k.stream_id = %(stream)s
+        AND k.filter_provider IN ('*', %(provider)s)
+        AND k.filter_sync_id IN ('*', %(sync_text)s)
+        AND k.filter_collection_id IN ('*', %(collection)s)
+    ORDER BY k.id, c.id
+    ON CONFLICT (consumer_id, record_id) DO UPDATE SET
+        updated_idx = excluded.updated_idx,
+        -- a message held by a worker stays held: acking that older delivery re-queues it
+        state = CASE WHEN m.state = 'delivered' THEN 'delivered' ELSE 'pending' END,
+        deliver_count = CASE WHEN m.state = 'delivered' THEN m.deliver_count ELSE 0 END,
+        dead_at = NULL
+    WHERE m.updated_idx < excluded.updated_idx
+),
+note AS (
+    SELECT pg_notify(%(channel)s, %(stream)s::text) FROM (SELECT 1 FROM c LIMIT 1) one
+)
+SELECT
+    (SELECT count(*) FROM c WHERE event = 'created') AS created,
+    (SELECT count(*) FROM c WHERE event = 'updated') AS updated,
+    (SELECT count(*) FROM c WHERE event = 'deleted') AS deleted,
+    (SELECT count(*) FROM p WHERE NOT changed AND NOT stale) AS unchanged,
+    (SELECT count(*) FROM p WHERE stale) AS stale,
+    (SELECT max(idx) FROM c) AS max_idx,
+    (SELECT count(*) FROM note) AS notified
+"""
+
+
+class _Where(TypedDict):
+    index: int
+    record_id: str
+
+
+def stage_rows(
+    sync_id: str, collection_id: str, objects: Iterable[UpstreamObject | Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Validate and encode ``objects`` as staging rows; any bad object raises before any write.
+
+    Raises :class:`~upsync.errors.RecordError` naming the object's index, upstream id and field.
+    """
+    rows = []
+    for i, raw in enumerate(objects):
+        obj = _coerce(raw, i)
+        if not isinstance(obj.upstream_id, str) or not obj.upstream_id:
+            raise RecordError("expected a non-empty string", index=i, field="upstream_id")
+        where = _Where(index=i, record_id=obj.upstream_id)
+        version = obj.source_version
+        if type(version) is not int or not -_MAX_BIGINT <= version <= _MAX_BIGINT:
+            raise RecordError(
+                f"expected a bigint, got {version!r}", field="source_version", **where
+            )
+        if type(obj.deleted) is not bool:
+            raise RecordError("expected true or false", field="deleted", **where)
+        data = None
+        if obj.data is not None:
+            if not isinstance(obj.data, Mapping):
+                raise RecordError("expected a JSON object", field="data", **where)
+            data = _json(obj.data, where)
+        elif not obj.deleted:
+            raise RecordError("missing; a live snapshot needs its data", field="data", **where)
+        for name in ("upstream_created_at", "upstream_updated_at"):
+            value = getattr(obj, name)
+            if value is not None and not (isinstance(value, datetime) and value.tzinfo):
+                raise RecordError("expected a timezone-aware datetime", field=name, **where)
+        rows.append(
+            (
+                i,
+                record_id(sync_id, collection_id, obj.upstream_id),
+                obj.upstream_id,
+                data,
+                obj.deleted,
+                version,
+                obj.upstream_created_at,
+                obj.upstream_updated_at,
+            )
+        )
+    return rows
+
+
+def _coerce(raw: UpstreamObject | Mapping[str, Any], index: int) -> UpstreamObject:
+    if isinstance(raw, UpstreamObject):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise RecordError(
+            f"expected an UpstreamObject or a mapping, got {type(raw).__name__}", index=index
+        )
+    try:
+        return UpstreamObject(**raw)
+    except TypeError as e:
+        raise RecordError(f"not an upstream object: {e}", index=index) from None
+
+
+def _json(data: Mapping[str, Any], where: _Where) -> str:
+    try:
+        text = orjson.dumps(data).decode()
+    except TypeError as e:
+        raise RecordError(f"not JSON-serialisable: {e}", field="data", **where) from None
+    if "\\u0000" in text:
+        raise RecordError(
+            "contains a NUL character, which Postgres jsonb rejects", field="data", **where
+        )
+    return text
+
+
+def check_isolation(level: str) -> None:
+    """The stream's locking assumes each statement sees what committed before it started."""
+    if level != "read committed":
+        raise ConfigurationError(
+            f"upsync.stream needs READ COMMITTED transactions, this one is {level.upper()}: "
+            "a snapshot taken before a lock wait would miss the writes it waited for"
+        )
+
+
+def _add(a: WriteResult, b: WriteResult) -> WriteResult:
+    top = [x for x in (a.max_updated_idx, b.max_updated_idx) if x is not None]
+    return WriteResult(
+        a.created + b.created,
+        a.updated + b.updated,
+        a.deleted + b.deleted,
+        a.unchanged + b.unchanged,
+        a.stale + b.stale,
+        max(top) if top else None,
+    )
+
+
+def _check_target(sync: Sync, collection_id: str) -> None:
+    provider, sep, name = collection_id.partition(":")
+    if not sep or not name:
+        raise ConfigurationError(f"collection_id {collection_id!r}: expected 'provider:name'")
+    if provider != sync.provider:
+        raise ConfigurationError(
+            f"collection_id {collection_id!r} does not belong to sync {sync.id} "
+            f"(provider {sync.provider!r})"
+        )
+
+
+async def write(
+    conn: AConn,
+    sync: Sync,
+    collection_id: str,
+    objects: Iterable[UpstreamObject | Mapping[str, Any]],
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    clock: Clock = db_clock,
+) -> WriteResult:
+    """Write snapshots and deletions of one ``(sync, collection)`` into the stream.
+
+    Runs in ``conn.transaction()``: it commits on return when no transaction was open, and
+    otherwise becomes part of the caller's transaction (so a sync can commit its cursor with the
+    records it covers). Invalid input raises :class:`~upsync.errors.RecordError` before
+    anything is written. See the module docstring for the rules.
+    """
+    _check_target(sync, collection_id)
+    rows = stage_rows(sync.id, collection_id, objects)
+    if not rows:
+        return WriteResult()
+    total = WriteResult()
+    async with conn.transaction():
+        for start in range(0, len(rows), MAX_CHUNK):
+            total = _add(
+                total,
+                await _write_chunk(
+                    conn, sync, collection_id, rows[start : start + MAX_CHUNK], schema, clock
+                ),
+            )
+    return total
+
+
+async def _write_chunk(
+    conn: AConn,
+    sync: Sync,
+    collection_id: str,
+    rows: list[tuple[Any, ...]],
+    schema: str,
+    clock: Clock,
+) -> WriteResult:
+    await conn.execute(_PREPARE)
+    cur = await conn.execute(
+        q(schema, _LOCK),
+        {"key": f"upsync.write:{schema}:{sync.id}:{collection_id}", "stream": sync.stream_id},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"stream {sync.stream_id!r} of sync {sync.id} not found")
+    check_isolation(row[2])
+    async with conn.cursor().copy(
+        "COPY pg_temp.upsync_stage ({}) FROM STDIN".format(", ".join(_STAGE_COLUMNS))
+    ) as copy:
+        for row in rows:
+            await copy.write_row(row)
+    cur = await conn.execute(
+        q(schema, _APPLY),
+        {
+            "stream": sync.stream_id,
+            "sync": sync.id,
+            "sync_text": sync.id,
+            "provider": sync.provider,
+            "collection": collection_id,
+            "channel": channel(schema),
+            "now": clock(),
+        },
+    )
+    counts = await cur.fetchone()
+    assert counts is not None
+    created, updated, deleted, unchanged, stale, max_idx, _ = counts
+    return WriteResult(created, updated, deleted, unchanged, stale, max_idx)
