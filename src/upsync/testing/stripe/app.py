@@ -1,0 +1,139 @@
+"""The ASGI app: Stripe's wire contract around :mod:`.api`, plus the ``/_standin`` admin surface.
+
+Per API request, in order: simulated faults (outage, 5xx, latency), authentication (401),
+the rate limit (429), idempotent replay, then the operation. Every response carries
+``Request-Id`` and ``Stripe-Version``; POSTs echo ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import string
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import admin
+from .api import handle
+from .auth import api_key_from
+from .errors import StripeError
+from .faults import Faults, RateLimiter
+from .formdata import decode_pairs
+from .idempotency import IdempotencyCache, Saved
+from .store import API_VERSION, RequestInfo, Store
+from .webhooks import DEFAULT_RETRY_DELAYS, WebhookDispatcher
+
+__all__ = ["StandinApp", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+class StandinApp:
+    """Everything one running stand-in needs: store, faults, limiter, webhooks, the ASGI app."""
+
+    def __init__(
+        self,
+        store: Store,
+        faults: Faults | None = None,
+        api_keys: frozenset[str] | None = None,
+        webhook_retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+    ) -> None:
+        self.store = store
+        self.faults = faults or Faults()
+        self.api_keys = api_keys
+        self.limiter = RateLimiter(self.faults)
+        self.idempotency = IdempotencyCache()
+        self.webhooks = WebhookDispatcher(store, retry_delays=webhook_retry_delays)
+        routes = [
+            Route("/v1/{path:path}", self.endpoint, methods=["GET", "POST", "DELETE"]),
+            *admin.routes(self),
+        ]
+        self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.webhooks.start()
+        try:
+            yield
+        finally:
+            await self.webhooks.stop()
+
+    async def endpoint(self, request: Request) -> Response:
+        # not from the store's seeded ids: request counts must not shift generated ids
+        request_id = "req_" + "".join(secrets.choice(_ALNUM) for _ in range(14))
+        headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+        idem_key = request.headers.get("idempotency-key")
+        if idem_key is not None and request.method == "POST":
+            headers["Idempotency-Key"] = idem_key
+        try:
+            status, body = await self._serve(request, request_id, idem_key, headers)
+        except StripeError as error:
+            status, body = error.status, orjson.dumps(error.body(request_id))
+            headers.update(error.headers)
+        except Exception:  # a stand-in bug: answer like Stripe's own 500s, keep serving
+            log.exception("stand-in failed on %s %s", request.method, request.url.path)
+            bug = StripeError(500, "An unknown error occurred", type="api_error")
+            status, body = 500, orjson.dumps(bug.body(request_id))
+        return Response(body, status, headers=headers, media_type="application/json")
+
+    async def _serve(
+        self, request: Request, request_id: str, idem_key: str | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        fault = self.faults.draw()
+        if self.faults.latency > 0:
+            await asyncio.sleep(self.faults.latency)  # simulated network latency
+        if fault is not None:
+            raise fault
+        key = api_key_from(request.headers.get("authorization"), self.api_keys)
+        if not self.limiter.take():
+            raise self.faults.rate_limited()
+        params = await _params(request)
+        path = request.url.path
+        if request.method != "POST" or idem_key is None:
+            return self._run(request.method, path, params, RequestInfo(request_id))
+        scope = (hashlib.sha256(key.encode()).hexdigest(), idem_key)
+        fingerprint = IdempotencyCache.fingerprint(request.method, path, params)
+        saved = self.idempotency.lookup(scope, fingerprint, self.store.clock.now())
+        if saved is not None:
+            headers["Idempotent-Replayed"] = "true"
+            return saved.status, saved.body
+        status, body = self._run(request.method, path, params, RequestInfo(request_id, idem_key))
+        self.idempotency.save(scope, Saved(fingerprint, status, body, self.store.clock.now()))
+        return status, body
+
+    def _run(
+        self, method: str, path: str, params: dict[str, Any], info: RequestInfo
+    ) -> tuple[int, bytes]:
+        with self.store.request(info):
+            status, body = handle(self.store, method, path, params)
+        return status, orjson.dumps(body)
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    """Query-string parameters, plus the form body of a POST, decoded from bracket notation."""
+    pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    if request.method == "POST":
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        pairs += parse_qsl(raw, keep_blank_values=True)
+    return decode_pairs(pairs)
+
+
+def create_app(
+    store: Store | None = None,
+    faults: Faults | None = None,
+    **options: Any,
+) -> StandinApp:
+    """A stand-in app over ``store`` (a fresh empty one by default); serve ``.asgi``."""
+    return StandinApp(store or Store(), faults, **options)
