@@ -4,7 +4,9 @@ The public API is what this module exports; submodules are implementation detail
 own docs say otherwise (``upsync.errors``, ``upsync.sinks``, ``upsync.testing``).
 """
 
+from upsync.client import AsyncClient, Client
 from upsync.errors import (
+    ApiUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
     InvalidAckToken,
@@ -33,6 +35,9 @@ from upsync.records import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ApiUnavailable",
+    "AsyncClient",
+    "Client",
     "ConfigurationError",
     "DatabaseUnavailable",
     "InvalidAckToken",

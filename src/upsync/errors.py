@@ -6,7 +6,8 @@ classified by what a caller (a worker loop, a consumer, the engine) should do wi
     UpsyncError
     ├── TransientError             retry later: the same input may succeed
     │   ├── DatabaseUnavailable    Postgres cannot be reached or went away mid-work
-    │   └── UpstreamUnavailable    the API answered 429/5xx or did not answer
+    │   ├── UpstreamUnavailable    the upstream API answered 429/5xx or did not answer
+    │   └── ApiUnavailable         upsync's own API answered 429/5xx or could not be reached
     └── TerminalError              retrying the same input fails the same way: dead-letter it
         ├── ConfigurationError     a setting, route or mapping definition is wrong
         ├── RecordError            a record's wire JSON is malformed
@@ -29,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ApiUnavailable",
     "ConfigurationError",
     "DatabaseUnavailable",
     "InvalidAckToken",
@@ -72,6 +74,14 @@ class UpstreamUnavailable(TransientError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ApiUnavailable(TransientError):
+    """upsync's API answered 429/5xx or could not be reached; retrying later may succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConfigurationError(TerminalError):

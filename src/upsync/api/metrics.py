@@ -1,0 +1,169 @@
+"""Prometheus metrics of the HTTP API and of the stream it serves.
+
+Two kinds of series:
+
+- counted in this process as requests are served: messages delivered, redelivered, acked and
+  nacked per consumer, and the request latency histogram by route *template* (never the raw
+  path, so ids do not explode the label set);
+- read from the database at scrape time (:meth:`Metrics.refresh`): records in and record
+  versions written to each stream, and each consumer's pending / ack-pending / dead counts, so
+  they are right whichever process did the writing or delivering.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from psycopg import sql
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from upsync.stream import delivery
+from upsync.stream.consumers import list_consumers
+
+__all__ = ["LatencyMiddleware", "Metrics"]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass
+class _Snapshot:
+    """What the last scrape read from the database."""
+
+    streams: list[tuple[str, int, int]] = field(default_factory=list)
+    """(stream name, records now, record versions written)"""
+    consumers: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    """(consumer name, consumer id, pending, ack pending, dead)"""
+
+
+class _DatabaseCollector(Collector):
+    def __init__(self) -> None:
+        self.snapshot = _Snapshot()
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self.snapshot
+        records = GaugeMetricFamily(
+            "upsync_stream_records",
+            "Records in the stream (each at its latest version)",
+            labels=["stream"],
+        )
+        written = CounterMetricFamily(
+            "upsync_records_written",
+            "Record versions written to the stream (created, updated and deleted)",
+            labels=["stream"],
+        )
+        for name, count, versions in snap.streams:
+            records.add_metric([name], count)
+            written.add_metric([name], versions)
+        gauges = {
+            key: GaugeMetricFamily(
+                f"upsync_consumer_{key}", doc, labels=["consumer", "consumer_id"]
+            )
+            for key, doc in (
+                ("pending", "Messages deliverable now"),
+                ("ack_pending", "Messages held by workers within their ack window"),
+                ("dead", "Dead letters (max_deliver attempts used up)"),
+            )
+        }
+        for name, cid, pending, ack_pending, dead in snap.consumers:
+            gauges["pending"].add_metric([name, cid], pending)
+            gauges["ack_pending"].add_metric([name, cid], ack_pending)
+            gauges["dead"].add_metric([name, cid], dead)
+        yield from (records, written, *gauges.values())
+
+
+_STREAM_COUNTS = """
+SELECT s.name,
+    (SELECT count(*) FROM {records} r WHERE r.stream_id = s.id),
+    (SELECT count(*) FROM {events} e WHERE e.stream_id = s.id)
+FROM {streams} s ORDER BY s.name
+"""
+
+
+class Metrics:
+    """The API's metrics, in their own registry (one per app, so tests do not collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        labels = ["consumer", "consumer_id"]
+        self.delivered = Counter(
+            "upsync_messages_delivered",
+            "Messages handed out by next",
+            labels,
+            registry=self.registry,
+        )
+        self.redelivered = Counter(
+            "upsync_messages_redelivered",
+            "Messages handed out again (after a nack or an expired ack window)",
+            labels,
+            registry=self.registry,
+        )
+        self.acked = Counter(
+            "upsync_messages_acked", "Messages acknowledged", labels, registry=self.registry
+        )
+        self.nacked = Counter(
+            "upsync_messages_nacked",
+            "Messages negatively acknowledged",
+            labels,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "upsync_http_request_duration_seconds",
+            "HTTP API request latency by route template",
+            ["method", "route", "status"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self._db = _DatabaseCollector()
+        self.registry.register(self._db)
+
+    async def refresh(self, conn: Any, *, schema: str) -> None:
+        """Read the database-side series (call right before :meth:`render`)."""
+        names = {t: sql.Identifier(schema, t) for t in ("records", "events", "streams")}
+        cur = await conn.execute(sql.SQL(_STREAM_COUNTS).format(**names))
+        streams = [(str(n), int(a), int(b)) for n, a, b in await cur.fetchall()]
+        consumers = []
+        for consumer in await list_consumers(conn, schema=schema):
+            info = await delivery.info(conn, consumer, schema=schema)
+            consumers.append(
+                (consumer.name, consumer.id, info.num_pending, info.num_ack_pending, info.num_dead)
+            )
+        self._db.snapshot = _Snapshot(streams, consumers)
+
+    def render(self) -> bytes:
+        """The exposition text of every series."""
+        return generate_latest(self.registry)
+
+
+class LatencyMiddleware:
+    """Observes each HTTP request's duration, labelled by its route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            self.metrics.latency.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - start
+            )
