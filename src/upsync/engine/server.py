@@ -1,0 +1,196 @@
+"""The engine: one asyncio process serving the API and running syncs and managed consumers.
+
+It shuts down gracefully on its stop event (SIGINT/SIGTERM from ``upsync server``) and lives
+through a restart of its Postgres: the pool reconnects, each sync and consumer loop retries
+with backoff, and nothing that was not committed was acknowledged.
+
+Managed consumers are the consumers with ``kind="table"``: the engine applies their records to
+typed tables in the schema named by the consumer's ``metadata["schema"]`` (default ``stripe``).
+Webhooks from Stripe arrive at ``POST /v1/syncs/{sync_id}/webhook``; they are authenticated by
+their signature (no bearer token: Stripe cannot send one) and verified before being parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.api.app import create_app
+from upsync.engine.consumers import TableTarget, run_table_consumer
+from upsync.engine.syncs import SyncRunner
+from upsync.errors import UpstreamRejected, WebhookSignatureError
+from upsync.stream._sql import DEFAULT_SCHEMA
+from upsync.stream.consumers import list_consumers
+from upsync.stream.migrations import migrate
+from upsync.stream.models import Consumer
+from upsync.stream.notify import Notifier
+
+__all__ = ["Engine", "EngineConfig"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs."""
+
+    dsn: str
+    schema: str = DEFAULT_SCHEMA
+    host: str = "127.0.0.1"
+    port: int = 8765
+    stripe_base_url: str = "https://api.stripe.com"
+    poll_interval: float = 0.5
+    refresh_every: float = 5.0
+    reconcile_every: float | None = 24 * 3600
+    serve_api: bool = True
+
+
+@dataclass
+class Engine:
+    """Runs everything of one upsync deployment in this process."""
+
+    config: EngineConfig
+    pool: AsyncConnectionPool[Any] | None = None
+    syncs: SyncRunner | None = None
+    consumers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    app: FastAPI | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; then stop taking work and finish what is in flight."""
+        cfg = self.config
+        self.pool = AsyncConnectionPool(cfg.dsn, min_size=2, max_size=20, open=False)
+        await self.pool.open(wait=True)
+        notifier = Notifier(cfg.dsn, schema=cfg.schema)
+        try:
+            async with self.pool.connection() as conn:
+                await migrate(conn, schema=cfg.schema)
+            await notifier.start()
+            self.syncs = SyncRunner(
+                self.pool,
+                schema=cfg.schema,
+                stripe_base_url=cfg.stripe_base_url,
+                poll_interval=cfg.poll_interval,
+                refresh_every=cfg.refresh_every,
+                reconcile_every=cfg.reconcile_every,
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.syncs.run(stop))
+                group.create_task(self._supervise_consumers(notifier, stop))
+                if cfg.serve_api:
+                    group.create_task(self._serve_api(stop))
+                else:
+                    self.ready.set()
+        finally:
+            await notifier.close()
+            await self.pool.close()
+
+    async def _serve_api(self, stop: asyncio.Event) -> None:
+        assert self.pool is not None
+        self.app = create_app(self.pool, schema=self.config.schema)
+        self.app.include_router(self._webhook_router())
+        config = uvicorn.Config(
+            self.app,
+            host=self.config.host,
+            port=self.config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,  # long polls in flight come back after their ack window
+        )
+        server = _QuietServer(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)  # uvicorn offers no readiness event
+        self.ready.set()
+        await stop.wait()
+        server.should_exit = True
+        await serving
+
+    def _webhook_router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/v1/syncs/{sync_id}/webhook", include_in_schema=True, tags=["webhooks"])
+        async def stripe_webhook(sync_id: str, request: Request) -> JSONResponse:
+            """Stripe webhook intake: verified by its signature before anything is parsed."""
+            source = self.syncs.source(sync_id) if self.syncs else None
+            if source is None:
+                return _error(404, f"sync {sync_id!r} is not running here")
+            body = await request.body()
+            try:
+                changed = await source.handle_webhook(
+                    body, request.headers.get("stripe-signature"), now=time.time()
+                )
+            except WebhookSignatureError as e:
+                return _error(400, f"webhook refused: {e}")
+            except UpstreamRejected as e:
+                return _error(400, f"webhook refused: {e}")
+            return JSONResponse({"received": True, "applied": changed})
+
+        return router
+
+    async def _supervise_consumers(self, notifier: Notifier, stop: asyncio.Event) -> None:
+        """Keep one task per managed consumer; pick up new ones and drop deleted ones."""
+        assert self.pool is not None
+        stops: dict[str, asyncio.Event] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    wanted = await self._managed_consumers()
+                except Exception as e:  # the database may be restarting: keep supervising
+                    _log.warning("engine: cannot list consumers: %s", e)
+                    wanted = {}
+                for cid in [c for c in self.consumers if c not in wanted]:
+                    stops.pop(cid).set()
+                    await self.consumers.pop(cid)
+                for cid, consumer in wanted.items():
+                    task = self.consumers.get(cid)
+                    if task is None or task.done():
+                        stops[cid] = asyncio.Event()
+                        self.consumers[cid] = asyncio.create_task(
+                            self._run_consumer(notifier, consumer, stops[cid])
+                        )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.refresh_every)
+        finally:
+            for event in stops.values():
+                event.set()
+            await asyncio.gather(*self.consumers.values(), return_exceptions=True)
+
+    async def _managed_consumers(self) -> dict[str, Consumer]:
+        assert self.pool is not None
+        async with self.pool.connection() as conn:
+            found = await list_consumers(conn, schema=self.config.schema)
+        return {c.id: c for c in found if c.kind == "table"}
+
+    async def _run_consumer(
+        self, notifier: Notifier, consumer: Consumer, stop: asyncio.Event
+    ) -> None:
+        assert self.pool is not None
+        target = TableTarget(schema=str(consumer.metadata.get("schema") or "stripe"))
+        await target.create_tables(self.pool)
+        await run_table_consumer(
+            self.pool, notifier, consumer, target.sink(), stop, schema=self.config.schema
+        )
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone: the engine's stop event is the one switch."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": "invalid_request", "message": message}}, status)
