@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from upsync.cli import commands as _commands  # noqa: F401  (registers the commands)
+from upsync.cli import demo as _demo  # noqa: F401
 from upsync.cli.app import Context
 from upsync.cli.app import main as _group
 
