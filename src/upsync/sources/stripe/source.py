@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,7 +159,7 @@ class StripeSource:
         self._active = 0
         self.status = SourceStatus()
         self.window = EventWindow()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._reading = _KeyedLocks()
         self._backfilled: set[str] = set()
         self._last_reconcile = time.monotonic()
         self._stored_backfill: dict[str, Any] = {}
@@ -353,10 +353,8 @@ class StripeSource:
             await self.port.write(collection_id, snapshots)
 
     async def _carry_out(self, action: Action) -> Snapshot:
-        lock = self._locks.setdefault(
-            (action.collection.collection_id, action.upstream_id), asyncio.Lock()
-        )
-        async with lock:
+        # reads of one object never overlap, so read order is version order (see the module doc)
+        async with self._reading.hold((action.collection.collection_id, action.upstream_id)):
             if action.kind == "tombstone":
                 return tombstone(action.upstream_id, _now_us(), action.last)
             return await self.read(action.collection, action.upstream_id)
@@ -430,3 +428,27 @@ class StripeSource:
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+class _KeyedLocks:
+    """One lock per key, kept only while someone holds or awaits it (no growth over time)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
