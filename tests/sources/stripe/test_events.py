@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from upsync.sources.stripe.events import RETENTION_SECONDS, EventWindow, action_for
+from upsync.sources.stripe.events import (
+    RETENTION_SECONDS,
+    EventWindow,
+    action_for,
+    related_reads,
+)
 
 SELECTED = ["stripe:customer", "stripe:subscription", "stripe:product"]
 
@@ -83,3 +88,20 @@ def test_actions() -> None:
     }
     assert action_for(other, SELECTED) is None
     assert action_for({"id": "e", "type": "x", "created": 1, "data": {}}, SELECTED) is None
+
+
+def test_finalized_invoice_also_rereads_its_customer() -> None:
+    finalized = {
+        "id": "evt_f",
+        "type": "invoice.finalized",
+        "created": 1,
+        "data": {"object": {"id": "in_1", "object": "invoice", "customer": "cus_9"}},
+    }
+    (read,) = related_reads(finalized, SELECTED)
+    assert (read.collection.collection_id, read.upstream_id, read.kind) == (
+        "stripe:customer",
+        "cus_9",
+        "refetch",
+    )
+    assert related_reads(finalized, ["stripe:invoice"]) == []  # customers not synced
+    assert related_reads(event(1, 1, "customer.updated"), SELECTED) == []

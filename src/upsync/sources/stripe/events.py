@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from upsync.sources.stripe.collections import StripeCollection, for_object_type
 
-__all__ = ["Action", "EventWindow", "action_for"]
+__all__ = ["RELATED_READS", "Action", "EventWindow", "action_for", "related_reads"]
 
 #: Stripe keeps events for 30 days; a cursor older than this cannot be caught up from events.
 RETENTION_SECONDS = 30 * 24 * 3600
@@ -89,3 +89,27 @@ def action_for(event: Mapping[str, Any], selected: Iterable[str]) -> Action | No
         return None
     deleted = str(event.get("type", "")).endswith(".deleted") and target.deletable
     return Action(target, str(obj["id"]), "tombstone" if deleted else "refetch", obj)
+
+
+#: Changes Stripe makes to *another* object without an event of its own, keyed by the event
+#: that reveals them: event type → (field of the event's object holding the other object's id,
+#: that object's collection). Finalizing an invoice bumps its customer's
+#: ``next_invoice_sequence`` silently; re-reading the customer then keeps it current without
+#: waiting for reconciliation.
+RELATED_READS: dict[str, tuple[str, str]] = {
+    "invoice.finalized": ("customer", "customer"),
+}
+
+
+def related_reads(event: Mapping[str, Any], selected: Iterable[str]) -> list[Action]:
+    """Re-reads of other objects an event implies changed (see :data:`RELATED_READS`)."""
+    rule = RELATED_READS.get(str(event.get("type", "")))
+    if rule is None:
+        return []
+    field_name, name = rule
+    obj = (event.get("data") or {}).get("object") or {}
+    other = obj.get(field_name)
+    target = for_object_type(name)
+    if not isinstance(other, str) or target is None or target.collection_id not in set(selected):
+        return []
+    return [Action(target, other, "refetch", {})]

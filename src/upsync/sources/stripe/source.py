@@ -36,7 +36,7 @@ from upsync.errors import UpstreamRejected, UpsyncError
 from upsync.sources.stripe import signature
 from upsync.sources.stripe.client import Page, StripeHTTP
 from upsync.sources.stripe.collections import StripeCollection, collection
-from upsync.sources.stripe.events import Action, EventWindow, action_for
+from upsync.sources.stripe.events import Action, EventWindow, action_for, related_reads
 from upsync.sources.stripe.listing import Slice, complete_nested, read_page, walk
 from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
 
@@ -328,7 +328,14 @@ class StripeSource:
                 break
             after = str(page.data[-1]["id"])
         fresh = self.window.fresh(events)
-        await self._apply(action_for(e, self.collection_ids) for e in fresh)
+        await self._apply(
+            action
+            for e in fresh
+            for action in (
+                action_for(e, self.collection_ids),
+                *related_reads(e, self.collection_ids),
+            )
+        )
         self.window.mark(fresh)
         await self.port.save_cursor((("events",), self.window.to_state()))
         self.status.events_processed += len(fresh)
