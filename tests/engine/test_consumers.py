@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.engine.consumers import SingleTableTarget, TableTarget, deliver_to_tables, target_of
 from upsync.records import record_id
 from upsync.stream.catalog import create_stream, create_sync
 from upsync.stream.consumers import create_consumer
@@ -121,3 +121,36 @@ async def test_tables_are_created_idempotently(setup: Setup) -> None:
         )
         row = await cur.fetchone()
     assert row is not None and row[0] >= 18
+
+
+async def test_sequins_single_managed_table(setup: Setup) -> None:
+    single = SingleTableTarget(schema=setup.target.schema, table="sequin_records")
+    await single.create_tables(setup.pool)
+    await setup.write("stripe:customer", customer(1, 1), customer(2, 1))
+    await setup.write("stripe:charge", UpstreamObject("ch_1", {"id": "ch_1", "amount": 5}, 1))
+    await setup.write("stripe:customer", customer(1, 2, email="v2@x.io"))
+    sink = single.sink()
+    while (
+        await deliver_to_tables(setup.pool, setup.consumer, sink, schema=setup.schema)
+    ).delivered:
+        pass
+    query = sql.SQL(
+        "SELECT upstream_id, collection_id, data->>'email', sync_external_id FROM {}"
+    ).format(sql.Identifier(single.schema, single.table))
+    async with setup.pool.connection() as conn:
+        rows = {r[0]: r[1:] for r in await (await conn.execute(query)).fetchall()}
+    assert rows == {
+        "cus_1": ("stripe:customer", "v2@x.io", "acme"),
+        "cus_2": ("stripe:customer", "2@x.io", "acme"),
+        "ch_1": ("stripe:charge", None, "acme"),
+    }
+
+
+def test_targets_follow_the_consumers_kind(setup: Setup) -> None:
+    from dataclasses import replace
+
+    assert target_of(replace(setup.consumer, kind="http")) is None
+    table = target_of(replace(setup.consumer, kind="table", metadata={"schema": "billing"}))
+    assert table == TableTarget(schema="billing")
+    single = target_of(replace(setup.consumer, kind="postgres", metadata={"table": "app.sequin"}))
+    assert single == SingleTableTarget(schema="app", table="sequin")

@@ -14,23 +14,33 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.errors import UpsyncError
-from upsync.records import Message
+from upsync.records import Message, Record
 from upsync.schema import collection_route, column_types
 from upsync.sinks.ddl import create_table_sql
 from upsync.sinks.table import ApplyResult, TableSink
 from upsync.sources.stripe.collections import COLLECTIONS
 from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.delivery import ack, claim, nack
+from upsync.stream.managed import Apply, create_managed_table, managed_table_apply
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
 
-__all__ = ["BatchReport", "TableTarget", "deliver_to_tables", "run_table_consumer"]
+__all__ = [
+    "BatchReport",
+    "SingleTableSink",
+    "SingleTableTarget",
+    "Sink",
+    "TableTarget",
+    "deliver_to_tables",
+    "run_table_consumer",
+    "target_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +90,52 @@ async def _supports_lz4(conn: Any) -> bool:
     return bool(row and row[0])
 
 
+@dataclass(frozen=True)
+class SingleTableTarget:
+    """Sequin's managed Postgres consumer: every record of every collection in ONE table.
+
+    Columns: ``sequin_id`` (the record id), ``sync_id``, ``sync_external_id``,
+    ``sync_metadata``, ``collection_id``, ``upstream_id``, ``data``, ``deleted``,
+    ``updated_idx``, ``upstream_created_at``, ``upstream_updated_at``, ``inserted_at``.
+    """
+
+    schema: str = "public"
+    table: str = "sequin_records"
+
+    def sink(self) -> SingleTableSink:
+        """The sink that writes to this table."""
+        return SingleTableSink(managed_table_apply((self.schema, self.table)))
+
+    async def create_tables(self, pool: AsyncConnectionPool[Any]) -> None:
+        """Create the schema and the table if missing."""
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            await create_managed_table(conn, (self.schema, self.table))
+
+
+@dataclass(frozen=True)
+class SingleTableSink:
+    """Adapts the single managed table's guarded upsert to the sink interface used here.
+
+    Every column is untyped JSON or text, so Postgres refuses no row for its values; a failure
+    is a database error, which fails (and retries) the whole batch.
+    """
+
+    upsert: Apply
+
+    async def apply_async(self, conn: Any, records: Sequence[Record]) -> ApplyResult:
+        written = await self.upsert(conn, records)
+        return ApplyResult(inserted=int(written) if isinstance(written, int) else 0)
+
+
+class Sink(Protocol):
+    """What a managed consumer writes with: :class:`TableSink` or :class:`SingleTableSink`."""
+
+    async def apply_async(self, conn: Any, records: Sequence[Record]) -> ApplyResult: ...
+
+
 @dataclass
 class BatchReport:
     """What one delivered batch did."""
@@ -94,7 +150,7 @@ class BatchReport:
 async def deliver_to_tables(
     pool: AsyncConnectionPool[Any],
     consumer: Consumer,
-    sink: TableSink,
+    sink: Sink,
     *,
     batch_size: int = 500,
     schema: str = DEFAULT_SCHEMA,
@@ -126,7 +182,7 @@ async def run_table_consumer(
     pool: AsyncConnectionPool[Any],
     notifier: Notifier,
     consumer: Consumer,
-    sink: TableSink,
+    sink: Sink,
     stop: asyncio.Event,
     *,
     schema: str = DEFAULT_SCHEMA,
@@ -166,3 +222,20 @@ async def run_table_consumer(
             await asyncio.wait([stopper, waiter], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             waiter.cancel()
+
+
+def target_of(consumer: Consumer) -> TableTarget | SingleTableTarget | None:
+    """Where a managed consumer writes, from its kind and metadata; ``None`` if not managed.
+
+    ``kind="table"``: typed tables in ``metadata["schema"]`` (default ``stripe``).
+    ``kind="postgres"``: Sequin's single table ``metadata["table"]`` (``schema.table``, default
+    ``public.sequin_records``).
+    """
+    if consumer.kind == "table":
+        return TableTarget(schema=str(consumer.metadata.get("schema") or "stripe"))
+    if consumer.kind == "postgres":
+        schema, _, table = str(
+            consumer.metadata.get("table") or "public.sequin_records"
+        ).rpartition(".")
+        return SingleTableTarget(schema=schema or "public", table=table)
+    return None
