@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.crashpoints import crash_point
 from upsync.errors import UpsyncError
 from upsync.records import Message, Record
 from upsync.schema import collection_route, column_types
@@ -160,11 +161,14 @@ async def deliver_to_tables(
         got = await claim(conn, consumer, batch_size, schema=schema)
         if not got.messages:
             return BatchReport(next_deadline_s=got.next_deadline_s)
+        crash_point("consumer.claimed")
         async with conn.transaction():
             result = await sink.apply_async(conn, [m.record for m in got.messages])
             refused_ids = {getattr(e, "record_id", None) for e in result.rejected}
             good, bad = _split(got.messages, refused_ids)
             acked = await ack(conn, consumer, [m.ack_token for m in good], schema=schema)
+            crash_point("consumer.before_commit")
+        crash_point("consumer.after_commit")
         if bad:
             await nack(conn, consumer, [m.ack_token for m in bad], schema=schema)
             for error in result.rejected:

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.crashpoints import crash_point
 from upsync.errors import ConfigurationError
 from upsync.sources.stripe.snapshots import Snapshot
 from upsync.stream._sql import DEFAULT_SCHEMA, q
@@ -69,8 +70,10 @@ class PostgresPort:
         objects = [_upstream_object(s) for s in snapshots]
         async with self.pool.connection() as conn, conn.transaction():
             result = await stream_write(conn, self.sync, collection_id, objects, schema=self.schema)
+            crash_point("port.before_commit")
             if cursor is not None:
                 await self._set_cursor(conn, cursor)
+        crash_point("port.after_commit")
         self.written += result.changed
         return result.changed
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from upsync.crashpoints import crash_point
 from upsync.errors import UpstreamRejected, UpsyncError
 from upsync.sources.stripe import signature
 from upsync.sources.stripe.client import Page, StripeHTTP
@@ -259,6 +260,7 @@ class StripeSource:
             try:
                 while not progress.slices[i].done:
                     page = await read_page(self.http, coll, progress.slices[i])
+                    crash_point("source.page_fetched")
                     advanced = progress.slices[i].advanced(page)
                     await self._write_page(
                         coll, progress, page, (progress.key(i), advanced.to_state())
@@ -328,6 +330,8 @@ class StripeSource:
                 break
             after = str(page.data[-1]["id"])
         fresh = self.window.fresh(events)
+        if fresh:
+            crash_point("source.events_fetched")
         await self._apply(
             action
             for e in fresh
@@ -356,7 +360,9 @@ class StripeSource:
         by_collection: dict[str, list[Snapshot]] = {}
         for action, snap in zip(latest.values(), results, strict=True):
             by_collection.setdefault(action.collection.collection_id, []).append(snap)
-        for collection_id, snapshots in by_collection.items():
+        for n, (collection_id, snapshots) in enumerate(by_collection.items()):
+            if n:
+                crash_point("source.mid_event_batch")
             await self.port.write(collection_id, snapshots)
 
     async def _carry_out(self, action: Action) -> Snapshot:
