@@ -45,6 +45,8 @@ class Settings:
     """debug, info, warning or error"""
     log_format: str = "console"
     """console (for people) or json (for log collectors)"""
+    stripe_base_url: str = "https://api.stripe.com"
+    """where syncs reach Stripe; point it at a local stand-in for development"""
 
     @property
     def home_dir(self) -> Path:
@@ -118,6 +120,8 @@ def _parse(name: str, value: Any, origin: str) -> Any:
     text = str(value)
     if name in _CHOICES and text.lower() not in _CHOICES[name]:
         raise ConfigurationError(f"{origin}={text!r}: expected one of {', '.join(_CHOICES[name])}")
+    if name == "stripe_base_url" and not text.startswith(("https://", "http://")):
+        raise ConfigurationError(f"{origin}={text!r}: expected an http(s) URL")
     if name == "database_url" and not text.startswith(("postgresql://", "postgres://", "host=")):
         raise ConfigurationError(
             f"{origin}: {redact(text)!r} is not a Postgres URL (postgresql://user@host:5432/db)"

@@ -28,3 +28,26 @@ def upsync(tmp_path: Path) -> Run:
         )
 
     return run
+
+
+@pytest.fixture
+def env(pg_dsn: str, schema: str) -> dict[str, str]:
+    """Environment for commands that work in the test's schema of the test database."""
+    return {"UPSYNC_DATABASE_URL": pg_dsn, "UPSYNC_SCHEMA": schema}
+
+
+@pytest.fixture
+def ready(upsync: Run, env: dict[str, str]) -> dict[str, str]:
+    """:func:`env`, after ``upsync init`` ran in it."""
+    result = upsync("init", env=env)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure contract: exit 1, one line on stderr, nothing on stdout, no traceback."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

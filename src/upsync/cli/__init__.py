@@ -12,7 +12,13 @@ from typing import Any
 import click
 
 from upsync.cli import commands as _commands  # noqa: F401  (registers the commands)
+from upsync.cli import consumers_cmd as _consumers_cmd  # noqa: F401
 from upsync.cli import demo as _demo  # noqa: F401
+from upsync.cli import manage as _manage  # noqa: F401
+from upsync.cli import server_cmd as _server_cmd  # noqa: F401
+from upsync.cli import status_cmd as _status_cmd  # noqa: F401
+from upsync.cli import syncs_cmd as _syncs_cmd  # noqa: F401
+from upsync.cli import tail_cmd as _tail_cmd  # noqa: F401
 from upsync.cli.app import Context
 from upsync.cli.app import main as _group
 

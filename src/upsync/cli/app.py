@@ -51,9 +51,9 @@ class _Group(click.Group):
 
 def _fail(error: BaseException) -> None:
     message, hint = _explain(error)
-    click.secho(f"error: {redact(message)}", fg="red", err=True)
-    if hint:
-        click.echo(hint, err=True)
+    # one line, so scripts and people see what happened and what to do together
+    line = f"error: {message}" + (f" — {hint}" if hint else "")
+    click.secho(redact(" ".join(line.split())), fg="red", err=True)
     code = EXIT_ERROR if isinstance(error, UpsyncError | psycopg.Error) else EXIT_UNEXPECTED
     sys.exit(code)
 

@@ -27,8 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from upsync.cli.app import Context, main, pass_ctx
+from upsync.cli.database import database_dsn, embedded_dir
 from upsync.config import Settings
-from upsync.embedded import start_embedded
 from upsync.engine.server import Engine, EngineConfig
 from upsync.redact import redact
 from upsync.sources.stripe.collections import collection
@@ -358,10 +358,11 @@ async def _forever() -> None:
 
 
 def _database(settings: Settings, console: Console) -> str:
+    """The same database every command uses, saying which one."""
     if settings.database_url:
         console.print(f"Postgres: {redact(settings.database_url)}")
         return settings.database_url
     with console.status("Starting the embedded Postgres…"):
-        embedded = start_embedded(settings.home_dir / "pgdata", keep_running=True)
-    console.print(f"Postgres: embedded, data in {embedded.data_dir}")
-    return embedded.dsn
+        dsn = database_dsn(settings)
+    console.print(f"Postgres: embedded, data in {embedded_dir(settings)}")
+    return dsn
