@@ -1,0 +1,427 @@
+"""How fast the stream reaches a user's table: a managed table consumer against raw COPY.
+
+N Stripe-like customers (~1 KB of JSON each) are written into a stream (``upsync.stream.write``)
+in batches, and after each batch a managed table consumer (``deliver_to_tables`` with the typed
+``TableTarget`` tables) claims, applies and acks everything pending into ``customers``. The same
+rows (read back from that table, untimed) are then COPYed into an identical empty table
+(``CREATE TABLE … (LIKE … INCLUDING ALL)``), one transaction per batch: the ceiling. The three
+steps alternate batch by batch so that all of them see the same load on a shared machine.
+
+Ratios (higher is better, 1.0 = as fast as COPY):
+
+* ``consume_vs_copy``: COPY time / consumer time (claim + apply + ack), the delivery path;
+* ``e2e_vs_copy``: COPY time / (stream write + consumer) time, what a record costs end to end.
+
+Then the Consume API's round trip over loopback: ``upsync.api.create_app`` served by uvicorn on
+127.0.0.1, an ``upsync.Client``, ``next`` + ``ack`` of 1 and of 100 messages, with the 100k
+records pending on an HTTP consumer: p50 and p99 in milliseconds.
+
+Usage: python bench/consume.py [--records N] [--batch B] [--dsn DSN] [--profile]
+(DSN default: UPSYNC_BENCH_DSN, else UPSYNC_TEST_DSN, else an embedded Postgres). Everything
+lives in a fresh schema that is dropped at the end. The last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+import uvicorn
+from psycopg import sql
+from psycopg.types.json import set_json_loads
+from psycopg.types.string import TextLoader
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.api import create_app, create_token
+from upsync.client import Client
+from upsync.engine import consumers as managed
+from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.records import record_id
+from upsync.sinks import TableSink
+from upsync.stream import (
+    Consumer,
+    Sync,
+    UpstreamObject,
+    create_consumer,
+    create_stream,
+    create_sync,
+    migrate,
+    write,
+)
+
+T = TypeVar("T")
+
+
+def customer(i: int, rnd: random.Random) -> dict[str, Any]:
+    """A Stripe customer of about 1 KB of JSON."""
+    cid = f"cus_{i:014d}"
+    return {
+        "id": cid,
+        "object": "customer",
+        "address": {
+            "city": rnd.choice(["Berlin", "Lyon", "Austin", "Osaka"]),
+            "country": rnd.choice(["DE", "FR", "US", "JP"]),
+            "line1": f"{rnd.randrange(1, 999)} Example Street",
+            "line2": None,
+            "postal_code": f"{rnd.randrange(10000, 99999)}",
+            "state": None,
+        },
+        "balance": rnd.randrange(-5000, 5000),
+        "created": 1_700_000_000 + i,
+        "currency": "usd",
+        "default_source": None,
+        "delinquent": rnd.random() < 0.05,
+        "description": "Bench customer " + "x" * rnd.randrange(20, 60),
+        "discount": None,
+        "email": f"customer{i}@example.com",
+        "invoice_prefix": f"{rnd.randrange(16**8):08X}",
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": f"pm_{rnd.randrange(10**14):014d}",
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": {"order": str(i), "source": "bench", "tier": rnd.choice("abc")},
+        "name": f"Customer {i}",
+        "next_invoice_sequence": rnd.randrange(1, 50),
+        "phone": f"+1555{rnd.randrange(10**7):07d}",
+        "preferred_locales": ["en"],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
+        "tax_ids": {
+            "object": "list",
+            "data": [{"id": f"txi_{i:014d}", "object": "tax_id", "value": f"DE{i:09d}"}],
+            "has_more": False,
+            "url": f"/v1/customers/{cid}/tax_ids",
+        },
+    }
+
+
+@dataclass
+class Timings:
+    write_s: float = 0.0
+    consume_s: float = 0.0
+    copy_s: float = 0.0
+    delivered: int = 0
+    round_trips: dict[int, list[float]] = field(default_factory=dict)
+    steps: dict[str, float] = field(default_factory=dict)
+    """Seconds inside the consumer's claim, apply and ack calls."""
+
+
+def _timed(steps: dict[str, float], name: str, fn: Callable[..., Awaitable[T]]) -> Any:
+    async def timed(*args: Any, **kwargs: Any) -> T:
+        t0 = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
+
+    return timed
+
+
+@contextlib.contextmanager
+def _step_timers(steps: dict[str, float]) -> Iterator[None]:
+    """Time the table consumer's steps by wrapping the functions it calls (bench-only)."""
+    targets: list[tuple[Any, str, str]] = [
+        (managed, "claim", "claim"),
+        (managed, "ack", "ack"),
+        (managed, "nack", "nack"),
+        (TableSink, "apply_async", "apply"),
+    ]
+    saved = [getattr(owner, name) for owner, name, _ in targets]
+    for (owner, name, label), fn in zip(targets, saved, strict=True):
+        setattr(owner, name, _timed(steps, label, fn))
+    try:
+        yield
+    finally:
+        for (owner, name, _), fn in zip(targets, saved, strict=True):
+            setattr(owner, name, fn)
+
+
+@dataclass
+class Bench:
+    dsn: str
+    schema: str
+    records: int
+    batch: int
+    profile: bool
+    fast_json: bool = False
+    analyze: bool = False
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def target(self) -> TableTarget:
+        return TableTarget(schema=f"{self.schema}_dest")
+
+    async def prepare(self, conn: psycopg.AsyncConnection[Any]) -> tuple[Sync, Consumer]:
+        await migrate(conn, schema=self.schema)
+        stream = await create_stream(conn, "bench", schema=self.schema)
+        sync = await create_sync(
+            conn,
+            stream_id=stream.id,
+            provider="stripe",
+            name="bench",
+            collection_ids=["stripe:customer"],
+            external_id="org_bench",
+            schema=self.schema,
+        )
+        consumer = await create_consumer(
+            conn,
+            stream_id=stream.id,
+            name="tables",
+            kind="table",
+            max_ack_pending=max(1000, self.batch),
+            schema=self.schema,
+        )
+        return sync, consumer
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self.fast_json:
+            set_json_loads(orjson.loads, conn)
+
+    async def run_consume(self) -> None:
+        """Write, deliver and COPY batch by batch."""
+        rnd = random.Random(42)
+        objects = [
+            UpstreamObject(f"cus_{i:014d}", customer(i, rnd), 1_700_000_000_000 + i)
+            for i in range(self.records)
+        ]
+        size = sum(len(orjson.dumps(o.data)) for o in objects[:1000]) / min(1000, len(objects))
+        print(f"records: {self.records}, ~{size:.0f} bytes of JSON each, batches of {self.batch}")
+        async with (
+            AsyncConnectionPool(
+                self.dsn, min_size=2, max_size=4, open=False, configure=self._configure
+            ) as pool,
+            await psycopg.AsyncConnection.connect(self.dsn) as raw,
+        ):
+            async with pool.connection() as conn:
+                sync, consumer = await self.prepare(conn)
+            await self.target.create_tables(pool)
+            dest = sql.Identifier(self.target.schema, "customers")
+            ceiling = sql.Identifier(self.schema, "copy_customers")
+            await raw.execute(
+                sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(ceiling, dest)
+            )
+            await raw.commit()
+            raw.adapters.register_loader("jsonb", TextLoader)  # COPY gets the JSON text back
+            sink = self.target.sink()
+            with _profiler(self.profile), _step_timers(self.timings.steps):
+                for start in range(0, len(objects), self.batch):
+                    chunk = objects[start : start + self.batch]
+                    await self._one_batch(pool, raw, sync, consumer, sink, chunk, dest, ceiling)
+
+    async def _one_batch(
+        self,
+        pool: AsyncConnectionPool[Any],
+        raw: psycopg.AsyncConnection[Any],
+        sync: Sync,
+        consumer: Consumer,
+        sink: Any,
+        chunk: list[UpstreamObject],
+        dest: sql.Identifier,
+        ceiling: sql.Identifier,
+    ) -> None:
+        t = self.timings
+        t0 = time.perf_counter()
+        async with pool.connection() as conn:
+            await write(conn, sync, "stripe:customer", chunk, schema=self.schema)
+        t.write_s += time.perf_counter() - t0
+        if self.analyze:  # untimed: what autovacuum does in a steady state
+            async with pool.connection() as conn:
+                await self._analyze(conn)
+        t1 = time.perf_counter()
+        while (
+            report := await deliver_to_tables(
+                pool, consumer, sink, batch_size=self.batch, schema=self.schema
+            )
+        ).delivered:
+            assert report.acked == report.delivered, report.refused[:1]
+            t.delivered += report.delivered
+        t2 = time.perf_counter()
+        ids = [record_id(sync.id, "stripe:customer", o.upstream_id) for o in chunk]
+        cur = await raw.execute(
+            sql.SQL("SELECT * FROM {} WHERE id = ANY(%s::text[])").format(dest), [ids]
+        )
+        rows = await cur.fetchall()
+        assert len(rows) == len(chunk)
+        t3 = time.perf_counter()
+        async with raw.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(ceiling)) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        await raw.commit()
+        t4 = time.perf_counter()
+        t.consume_s += t2 - t1
+        t.copy_s += t4 - t3
+
+    def run_round_trips(self, samples: dict[int, int]) -> None:
+        """next + ack over loopback HTTP with an upsync.Client, for each batch size."""
+        token, consumer = asyncio.run(self._http_consumer())
+        with _serve(self.dsn, self.schema) as url, Client(url, token) as client:
+            client.healthz()  # warm-up: the app's pool is open, the route compiled
+            for batch_size, n in samples.items():
+                times = []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    batch = client.next(consumer, batch_size=batch_size)
+                    client.ack(consumer, [m.ack_token for m in batch.messages])
+                    times.append((time.perf_counter() - t0) * 1000)
+                    assert len(batch.messages) == batch_size
+                self.timings.round_trips[batch_size] = times
+
+    async def _analyze(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            sql.SQL("ANALYZE {}, {}").format(
+                sql.Identifier(self.schema, "records"),
+                sql.Identifier(self.schema, "consumer_messages"),
+            )
+        )
+
+    async def _http_consumer(self) -> tuple[str, str]:
+        async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+            token = await create_token(conn, "bench", schema=self.schema)
+            stream_cur = await conn.execute(
+                sql.SQL("SELECT id::text FROM {}").format(sql.Identifier(self.schema, "streams"))
+            )
+            row = await stream_cur.fetchone()
+            assert row is not None
+            consumer = await create_consumer(
+                conn, stream_id=row[0], name="http-bench", schema=self.schema
+            )
+            if self.analyze:
+                await self._analyze(conn)
+        return token, consumer.name
+
+
+@contextlib.contextmanager
+def _profiler(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(async_mode="enabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+@contextlib.contextmanager
+def _serve(dsn: str, schema: str) -> Iterator[str]:
+    """The HTTP API on 127.0.0.1 in a thread; its URL."""
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else every
+    # response waits ~40 ms for a delayed ACK); listening before uvicorn starts, so early
+    # requests wait in the backlog
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    app = create_app(dsn, schema=schema, pool_size=4)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _default_dsn() -> str | None:
+    return os.environ.get("UPSYNC_BENCH_DSN") or os.environ.get("UPSYNC_TEST_DSN")
+
+
+def _report(bench: Bench) -> None:
+    t = bench.timings
+    n = bench.records
+    print(f"stream write:             {t.write_s:6.2f} s ({n / t.write_s:,.0f} records/s)")
+    print(f"table consumer (deliver): {t.consume_s:6.2f} s ({n / t.consume_s:,.0f} records/s)")
+    steps = ", ".join(f"{k} {v:.2f} s" for k, v in t.steps.items())
+    print(f"  of which: {steps}")
+    print(f"raw COPY (ceiling):       {t.copy_s:6.2f} s ({n / t.copy_s:,.0f} rows/s)")
+    for size, times in t.round_trips.items():
+        print(
+            f"next+ack batch_size={size}: p50 {statistics.median(times):.2f} ms, "
+            f"p99 {_pct(times, 0.99):.2f} ms over {len(times)} round trips"
+        )
+    one, hundred = t.round_trips[1], t.round_trips[100]
+    print(
+        f"consume_vs_copy={t.copy_s / t.consume_s:.2f} "
+        f"e2e_vs_copy={t.copy_s / (t.write_s + t.consume_s):.2f} "
+        f"next_ack_p50_ms={statistics.median(one):.1f} next_ack_p99_ms={_pct(one, 0.99):.1f} "
+        f"next_ack100_p50_ms={statistics.median(hundred):.1f} "
+        f"next_ack100_p99_ms={_pct(hundred, 0.99):.1f} records={n} batch={bench.batch}"
+    )
+
+
+def _drop(dsn: str, *schemas: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for name in schemas:
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--dsn", default=_default_dsn())
+    parser.add_argument("--samples", type=int, default=500, help="round trips of 1 message")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument the consume phase")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="ANALYZE the stream's tables after each write (untimed), as autovacuum would",
+    )
+    parser.add_argument(
+        "--orjson", action="store_true", help="decode jsonb with orjson on the consumer's pool"
+    )
+    args = parser.parse_args()
+    dsn = args.dsn
+    if dsn is None:
+        from upsync.embedded import start_embedded
+
+        dsn = start_embedded().dsn
+    bench = Bench(
+        dsn,
+        f"bench_{uuid.uuid4().hex[:8]}",
+        args.records,
+        args.batch,
+        args.profile,
+        args.orjson,
+        args.analyze,
+    )
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(bench.schema)))
+    try:
+        asyncio.run(bench.run_consume())
+        samples = {1: args.samples, 100: max(1, min(args.samples // 5, args.records // 200))}
+        bench.run_round_trips(samples)
+    finally:
+        _drop(dsn, bench.schema, bench.target.schema)
+    _report(bench)
+
+
+if __name__ == "__main__":
+    main()
