@@ -1,12 +1,15 @@
 """Management API: streams, credentials, syncs and HTTP consumers (create, list, get, update,
-delete). Secrets are stored by the stream library and only ever shown as ``"****"``."""
+delete). Secrets are stored by the stream library and only ever shown as ``"****"``.
+
+Each sync carries a ``health`` block (:mod:`upsync.api.sync_health`): live when this process
+runs the sync, else what the database holds."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from upsync.api.errors import ApiError
 from upsync.api.schemas import (
@@ -19,6 +22,7 @@ from upsync.api.schemas import (
     SyncUpdate,
 )
 from upsync.api.state import AConn, Auth, Conn, State
+from upsync.api.sync_health import LiveSyncs, health_block, live_syncs
 from upsync.stream import catalog, consumers
 from upsync.stream.models import Credential, Sync
 
@@ -33,6 +37,7 @@ MetadataQuery = Annotated[
         description='A JSON object; matches items whose metadata contains it, e.g. {"tier":"gold"}'
     ),
 ]
+Live = Annotated[LiveSyncs | None, Depends(live_syncs)]
 
 
 def _data(items: list[Json]) -> Json:
@@ -133,10 +138,13 @@ async def delete_credential(credential_id: str, conn: Conn, state: State) -> Jso
 # syncs
 
 
-def _sync_dict(sync: Sync, credentials: dict[str, Credential]) -> Json:
+def _sync_dict(sync: Sync, credentials: dict[str, Credential], live: LiveSyncs | None) -> Json:
     out = sync.to_dict()
     cred = credentials.get(sync.credential_id or "")
     out["credential"] = None if cred is None else cred.to_dict()
+    running = None if live is None else live.health(sync.id)
+    interval = 0.5 if live is None else live.poll_interval
+    out["health"] = health_block(sync, running, poll_interval=interval)
     return out
 
 
@@ -146,12 +154,18 @@ async def _credentials_of(conn: AConn, syncs: list[Sync], schema: str) -> dict[s
     return {c.id: c for c in await catalog.list_credentials(conn, schema=schema)}
 
 
-async def _one_sync(conn: AConn, sync: Sync, schema: str) -> Json:
-    return _sync_dict(sync, await _credentials_of(conn, [sync], schema))
+def _changed(live: LiveSyncs | None) -> None:
+    """Let the engine (if it runs here) start, restart or stop syncs now, not at its next tick."""
+    if live is not None:
+        live.refresh()
+
+
+async def _one_sync(conn: AConn, sync: Sync, schema: str, live: LiveSyncs | None) -> Json:
+    return _sync_dict(sync, await _credentials_of(conn, [sync], schema), live)
 
 
 @router.post("/syncs")
-async def create_sync(body: SyncCreate, conn: Conn, state: State) -> Json:
+async def create_sync(body: SyncCreate, conn: Conn, state: State, live: Live) -> Json:
     async with conn.transaction():
         credential_id = body.credential_id
         if body.credential is not None:
@@ -171,13 +185,15 @@ async def create_sync(body: SyncCreate, conn: Conn, state: State) -> Json:
             status=body.status,
             schema=state.schema,
         )
-    return await _one_sync(conn, sync, state.schema)
+    _changed(live)
+    return await _one_sync(conn, sync, state.schema, live)
 
 
 @router.get("/syncs")
 async def list_syncs(
     conn: Conn,
     state: State,
+    live: Live,
     provider: str | None = None,
     name: str | None = None,
     stream_id: str | None = None,
@@ -192,19 +208,18 @@ async def list_syncs(
         schema=state.schema,
     )
     credentials = await _credentials_of(conn, syncs, state.schema)
-    return _data([_sync_dict(s, credentials) for s in syncs])
+    return _data([_sync_dict(s, credentials, live) for s in syncs])
 
 
 @router.get("/syncs/{sync_id}")
-async def get_sync(sync_id: str, conn: Conn, state: State) -> Json:
-    return await _one_sync(
-        conn, await catalog.get_sync(conn, sync_id, schema=state.schema), state.schema
-    )
+async def get_sync(sync_id: str, conn: Conn, state: State, live: Live) -> Json:
+    sync = await catalog.get_sync(conn, sync_id, schema=state.schema)
+    return await _one_sync(conn, sync, state.schema, live)
 
 
 @router.put("/syncs/{sync_id}")
 @router.patch("/syncs/{sync_id}")
-async def update_sync(sync_id: str, body: SyncUpdate, conn: Conn, state: State) -> Json:
+async def update_sync(sync_id: str, body: SyncUpdate, conn: Conn, state: State, live: Live) -> Json:
     """Change the fields given in the body; the others keep their values (PUT and PATCH)."""
     # null clears only what may be empty; for the others it means "unchanged"
     nullable = {"credential_id", "external_id", "rate_limit"}
@@ -212,13 +227,15 @@ async def update_sync(sync_id: str, body: SyncUpdate, conn: Conn, state: State) 
     if "rate_limit" in changes and body.rate_limit is not None:
         changes["rate_limit"] = body.rate_limit.model_dump()
     sync = await catalog.update_sync(conn, sync_id, **changes, schema=state.schema)
-    return await _one_sync(conn, sync, state.schema)
+    _changed(live)
+    return await _one_sync(conn, sync, state.schema, live)
 
 
 @router.delete("/syncs/{sync_id}")
-async def delete_sync(sync_id: str, conn: Conn, state: State) -> Json:
+async def delete_sync(sync_id: str, conn: Conn, state: State, live: Live) -> Json:
     sync = await catalog.get_sync(conn, sync_id, schema=state.schema)
     await catalog.delete_sync(conn, sync.id, schema=state.schema)
+    _changed(live)
     return _deleted(sync.id)
 
 

@@ -7,7 +7,10 @@ Two kinds of series:
   path, so ids do not explode the label set);
 - read from the database at scrape time (:meth:`Metrics.refresh`): records in and record
   versions written to each stream, and each consumer's pending / ack-pending / dead counts, so
-  they are right whichever process did the writing or delivering.
+  they are right whichever process did the writing or delivering;
+- read from the syncs this process runs (when the engine sets :attr:`Metrics.syncs`), labelled
+  by sync name and id: objects backfilled per collection, lag, drift, errors and webhook
+  deliveries accepted / refused. Only the process running a sync reports it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from prometheus_client.registry import Collector
 from psycopg import sql
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from upsync.api.sync_health import LiveSyncs
 from upsync.stream import delivery
 from upsync.stream.consumers import list_consumers
 
@@ -77,6 +81,57 @@ class _DatabaseCollector(Collector):
         yield from (records, written, *gauges.values())
 
 
+class _SyncCollector(Collector):
+    """Per-sync series, read from the live syncs at scrape time (no database access)."""
+
+    def __init__(self) -> None:
+        self.syncs: LiveSyncs | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["sync", "sync_id"]
+        backfilled = GaugeMetricFamily(
+            "upsync_sync_backfilled_objects",
+            "Objects backfilled so far, per collection",
+            labels=[*labels, "collection"],
+        )
+        done = GaugeMetricFamily(
+            "upsync_sync_backfill_done",
+            "1 when the collection's backfill has finished",
+            labels=[*labels, "collection"],
+        )
+        lag = GaugeMetricFamily(
+            "upsync_sync_lag_seconds",
+            "Seconds between the newest processed event's creation and its processing",
+            labels=labels,
+        )
+        counters = {
+            key: CounterMetricFamily(f"upsync_sync_{key}", doc, labels=labels)
+            for key, doc in (
+                ("events_processed", "Stripe events applied by polling"),
+                ("drift", "Objects whose stream state differed from Stripe's at reconciliation"),
+                ("errors", "Failed polls, backfills and source runs"),
+            )
+        }
+        webhooks = CounterMetricFamily(
+            "upsync_sync_webhooks",
+            "Webhook deliveries, by outcome (accepted or refused)",
+            labels=[*labels, "outcome"],
+        )
+        for sync, health in self.syncs.running_syncs() if self.syncs else []:
+            ids = [sync.name, sync.id]
+            for collection_id, progress in health.backfill.items():
+                backfilled.add_metric([*ids, collection_id], progress.count)
+                done.add_metric([*ids, collection_id], int(progress.done))
+            if health.lag_seconds is not None:
+                lag.add_metric(ids, health.lag_seconds)
+            counters["events_processed"].add_metric(ids, health.events_processed)
+            counters["drift"].add_metric(ids, health.drift)
+            counters["errors"].add_metric(ids, health.errors)
+            webhooks.add_metric([*ids, "accepted"], health.webhooks_accepted)
+            webhooks.add_metric([*ids, "refused"], health.webhooks_refused)
+        yield from (backfilled, done, lag, *counters.values(), webhooks)
+
+
 _STREAM_COUNTS = """
 SELECT s.name,
     (SELECT count(*) FROM {records} r WHERE r.stream_id = s.id),
@@ -121,6 +176,17 @@ class Metrics:
         )
         self._db = _DatabaseCollector()
         self.registry.register(self._db)
+        self._syncs = _SyncCollector()
+        self.registry.register(self._syncs)
+
+    @property
+    def syncs(self) -> LiveSyncs | None:
+        """The syncs this process runs (set by the engine), for the per-sync series."""
+        return self._syncs.syncs
+
+    @syncs.setter
+    def syncs(self, value: LiveSyncs | None) -> None:
+        self._syncs.syncs = value
 
     async def refresh(self, conn: Any, *, schema: str) -> None:
         """Read the database-side series (call right before :meth:`render`)."""

@@ -26,6 +26,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.api.app import create_app
+from upsync.api.metrics import Metrics
+from upsync.api.sync_health import attach_live_syncs
 from upsync.engine.consumers import TableTarget, run_table_consumer
 from upsync.engine.syncs import SyncRunner
 from upsync.errors import UpstreamRejected, WebhookSignatureError
@@ -96,8 +98,11 @@ class Engine:
             await self.pool.close()
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
-        assert self.pool is not None
-        self.app = create_app(self.pool, schema=self.config.schema)
+        assert self.pool is not None and self.syncs is not None
+        metrics = Metrics()
+        metrics.syncs = self.syncs  # per-sync series: backfill, lag, drift, errors, webhooks
+        self.app = create_app(self.pool, schema=self.config.schema, metrics=metrics)
+        attach_live_syncs(self.app, self.syncs)  # GET /v1/syncs/{id} shows live health
         self.app.include_router(self._webhook_router())
         config = uvicorn.Config(
             self.app,
@@ -124,17 +129,18 @@ class Engine:
         async def stripe_webhook(sync_id: str, request: Request) -> JSONResponse:
             """Stripe webhook intake: verified by its signature before anything is parsed."""
             source = self.syncs.source(sync_id) if self.syncs else None
-            if source is None:
+            health = self.syncs.health(sync_id) if self.syncs else None
+            if source is None or health is None:
                 return _error(404, f"sync {sync_id!r} is not running here")
             body = await request.body()
             try:
                 changed = await source.handle_webhook(
                     body, request.headers.get("stripe-signature"), now=time.time()
                 )
-            except WebhookSignatureError as e:
+            except (WebhookSignatureError, UpstreamRejected) as e:
+                health.webhooks_refused += 1
                 return _error(400, f"webhook refused: {e}")
-            except UpstreamRejected as e:
-                return _error(400, f"webhook refused: {e}")
+            health.webhooks_accepted += 1
             return JSONResponse({"received": True, "applied": changed})
 
         return router

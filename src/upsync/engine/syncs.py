@@ -4,6 +4,13 @@ The runner re-reads the catalog every ``refresh`` seconds (and when :meth:`SyncR
 is called, e.g. by the API after a change), starts sources for new active syncs, stops those
 paused or deleted, and restarts a failed source after a jittered, growing delay. A source's
 progress lives in the database, so a restart — of the source or the whole process — resumes.
+
+Webhook signing secrets are credentials of kind ``stripe_webhook_secret``, referenced from the
+sync's ``metadata["webhook_credential_id"]`` (one id, or a list of ids while a secret is being
+rolled). They are read when the source starts; changing the reference restarts the source.
+
+Each running sync has a :class:`~upsync.api.sync_health.SyncHealth` (its source's status plus
+error and webhook counts); it outlives restarts of the source, so its counters keep counting.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.api.sync_health import SyncHealth
+from upsync.errors import NotFound
 from upsync.redact import redact
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
@@ -27,7 +36,10 @@ from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.catalog import list_syncs, reveal_secret
 from upsync.stream.models import Sync
 
-__all__ = ["SyncRunner", "default_rate"]
+__all__ = ["WEBHOOK_CREDENTIAL_KEY", "SyncRunner", "default_rate", "webhook_credential_ids"]
+
+#: The sync metadata key naming the credential(s) that hold its webhook signing secret(s).
+WEBHOOK_CREDENTIAL_KEY = "webhook_credential_id"
 
 _log = logging.getLogger(__name__)
 
@@ -69,11 +81,21 @@ class SyncRunner:
     running: dict[str, _Running] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _health: dict[str, tuple[Sync, SyncHealth]] = field(default_factory=dict)
 
     def source(self, sync_id: str) -> StripeSource | None:
         """The running source of a sync (for status and webhooks)."""
         entry = self.running.get(sync_id)
         return entry.source if entry else None
+
+    def health(self, sync_id: str) -> SyncHealth | None:
+        """The live status of a sync this runner runs (also while it waits to restart)."""
+        found = self._health.get(sync_id)
+        return found[1] if found else None
+
+    def running_syncs(self) -> list[tuple[Sync, SyncHealth]]:
+        """Every sync this runner runs (or will restart), with its live status."""
+        return list(self._health.values())
 
     def refresh(self) -> None:
         """Re-read the catalog now rather than at the next tick."""
@@ -107,6 +129,8 @@ class SyncRunner:
             changed = sync_id in wanted and _config(wanted[sync_id]) != _config(entry.sync)
             if sync_id not in wanted or changed:
                 await self._stop(sync_id)
+        for sync_id in [i for i in self._health if i not in wanted]:
+            del self._health[sync_id]  # paused or deleted: its status is the database's again
         now = asyncio.get_running_loop().time()
         for sync_id, sync in wanted.items():
             current = self.running.get(sync_id)
@@ -123,6 +147,7 @@ class SyncRunner:
             return
         async with self.pool.connection() as conn:
             secret = await reveal_secret(conn, sync.credential_id, schema=self.schema)
+            webhook_secrets = await self._webhook_secrets(conn, sync)
         rate, concurrent = default_rate(sync, secret)
         http = StripeHTTP(
             secret,
@@ -133,10 +158,13 @@ class SyncRunner:
             http,
             PostgresPort(self.pool, sync, schema=self.schema),
             sync.collection_ids,
-            webhook_secrets=_webhook_secrets(sync.metadata),
+            webhook_secrets=webhook_secrets,
             poll_interval=self.poll_interval,
             reconcile_every=self.reconcile_every,
         )
+        health = self._health.get(sync.id, (sync, SyncHealth()))[1]
+        self._health[sync.id] = (sync, health)
+        source.status = health  # one status per sync, kept across restarts of its source
         stop = asyncio.Event()
         task = asyncio.create_task(self._guard(sync, source, stop), name=f"sync {sync.id}")
         self.running[sync.id] = _Running(sync, source, task, stop, failures)
@@ -152,8 +180,20 @@ class SyncRunner:
         finally:
             await source.http.aclose()
 
+    async def _webhook_secrets(self, conn: Any, sync: Sync) -> list[str]:
+        """The sync's webhook signing secrets (none: every webhook is refused, polling works)."""
+        secrets = []
+        for credential_id in webhook_credential_ids(sync.metadata):
+            try:
+                secrets.append(await reveal_secret(conn, credential_id, schema=self.schema))
+            except NotFound:
+                _log.warning("sync %s: webhook credential %s not found", sync.id, credential_id)
+        return secrets
+
     def _schedule_restart(self, entry: _Running, now: float) -> None:
         failures = entry.failures + 1
+        if entry.sync.id in self._health:
+            self._health[entry.sync.id][1].restarts += 1
         delay = min(60.0, 0.5 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
         _log.info("restarting sync %s in %.1fs", entry.sync.id, delay)
         self._backoff[entry.sync.id] = (failures, now + delay)
@@ -173,8 +213,20 @@ class SyncRunner:
 
 def _config(sync: Sync) -> tuple[Any, ...]:
     """What a running source depends on; a change restarts it."""
-    return (sync.collection_ids, sync.credential_id, dict(sync.rate_limit or {}), sync.status)
+    return (
+        sync.collection_ids,
+        sync.credential_id,
+        dict(sync.rate_limit or {}),
+        sync.status,
+        webhook_credential_ids(sync.metadata),
+    )
 
 
-def _webhook_secrets(metadata: Mapping[str, Any]) -> list[str]:
-    return []  # webhook secrets are stored with credentials (see the engine's webhook intake)
+def webhook_credential_ids(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ids under ``metadata["webhook_credential_id"]``: one id or a list (secret roll)."""
+    value = metadata.get(WEBHOOK_CREDENTIAL_KEY)
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if isinstance(v, str) and v)
+    return ()
