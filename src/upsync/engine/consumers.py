@@ -16,10 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
+from upsync.engine.fastpath import FastPath
 from upsync.errors import UpsyncError
 from upsync.records import Message, Record
 from upsync.schema import collection_route, column_types
@@ -79,6 +81,10 @@ class TableTarget:
                 route = collection_route(coll.collection_id, schema=self.schema)
                 types = column_types(coll.collection_id)
                 await conn.execute(create_table_sql(route, column_types=types, lz4=lz4))
+            # the raw table, for collections with no typed table (created up front, so the
+            # SQL-only path can write to it too)
+            raw = self.sink().raw_route
+            await conn.execute(create_table_sql(raw, raw=True, lz4=lz4))
 
 
 async def _supports_lz4(conn: Any) -> bool:
@@ -193,21 +199,34 @@ async def run_table_consumer(
     batch_size: int = 500,
     idle_wait: float = 5.0,
     on_batch: Callable[[BatchReport], None] | None = None,
+    fast: FastPath | None = None,
 ) -> None:
     """Deliver ``consumer``'s records into tables until ``stop`` is set.
 
     Woken by new records (LISTEN/NOTIFY through ``notifier``), by the earliest ack deadline, or
     after ``idle_wait`` seconds at the latest. A database error is logged and retried after a
-    growing pause: nothing was acked, so the batch is delivered again.
+    growing pause: nothing was acked, so the batch is delivered again. With ``fast`` (tables in
+    the stream's database, see :mod:`upsync.engine.fastpath`) batches are delivered with SQL
+    only; a batch the fast path cannot apply is retried once on the Python path, which isolates
+    and dead-letters the rows Postgres refuses.
     """
     failures = 0
+    python_next = False
     while not stop.is_set():
         with notifier.subscribe(consumer.stream_id) as wake:  # subscribe before looking
             try:
-                report = await deliver_to_tables(
-                    pool, consumer, sink, batch_size=batch_size, schema=schema
-                )
+                if fast is not None and not python_next:
+                    report = await _fast_batch(fast, pool, consumer, batch_size)
+                else:
+                    report = await deliver_to_tables(
+                        pool, consumer, sink, batch_size=batch_size, schema=schema
+                    )
+                    python_next = False
                 failures = 0
+            except psycopg.errors.DataError as e:
+                python_next = True  # a value that does not fit: let the Python path isolate it
+                _log.info("consumer %s: batch refused by SQL (%s); isolating", consumer.name, e)
+                continue
             except Exception as e:  # the database may be restarting; the batch is not lost
                 failures += 1
                 _log.warning("consumer %s: %s (retrying)", consumer.name, e)
@@ -226,6 +245,17 @@ async def run_table_consumer(
             await asyncio.wait([stopper, waiter], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             waiter.cancel()
+
+
+async def _fast_batch(
+    fast: FastPath, pool: AsyncConnectionPool[Any], consumer: Consumer, batch_size: int
+) -> BatchReport:
+    try:
+        delivered = await fast.deliver(pool, consumer.id, batch_size)
+    except psycopg.errors.IntegrityError as e:
+        # a constraint refused some row: the same remedy as a value that does not cast
+        raise psycopg.errors.DataError(str(e)) from e
+    return BatchReport(delivered=delivered, acked=delivered)
 
 
 def target_of(consumer: Consumer) -> TableTarget | SingleTableTarget | None:

@@ -4,8 +4,11 @@ It shuts down gracefully on its stop event (SIGINT/SIGTERM from ``upsync server`
 through a restart of its Postgres: the pool reconnects, each sync and consumer loop retries
 with backoff, and nothing that was not committed was acknowledged.
 
-Managed consumers are the consumers with ``kind="table"``: the engine applies their records to
-typed tables in the schema named by the consumer's ``metadata["schema"]`` (default ``stripe``).
+Managed consumers run here: ``kind="table"`` applies records to typed tables in the schema named
+by ``metadata["schema"]`` (default ``stripe``), with SQL only when the tables are in this
+database (:mod:`upsync.engine.fastpath`); ``kind="postgres"`` keeps Sequin's single managed
+table ``metadata["table"]``; ``kind="webhook"`` POSTs signed batches to ``metadata.url``
+(:mod:`upsync.engine.webhooks`).
 Webhooks from Stripe arrive at ``POST /v1/syncs/{sync_id}/webhook``; they are authenticated by
 their signature (no bearer token: Stripe cannot send one) and verified before being parsed.
 """
@@ -28,9 +31,12 @@ from psycopg_pool import AsyncConnectionPool
 from upsync.api.app import create_app
 from upsync.api.metrics import Metrics
 from upsync.api.sync_health import attach_live_syncs
-from upsync.engine.consumers import TableTarget, run_table_consumer
+from upsync.engine.consumers import TableTarget, run_table_consumer, target_of
+from upsync.engine.fastpath import compile_target
 from upsync.engine.syncs import SyncRunner
+from upsync.engine.webhooks import run_webhook_consumer
 from upsync.errors import UpstreamRejected, WebhookSignatureError
+from upsync.sinks.table import TableSink
 from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.consumers import list_consumers
 from upsync.stream.migrations import migrate
@@ -177,17 +183,31 @@ class Engine:
         assert self.pool is not None
         async with self.pool.connection() as conn:
             found = await list_consumers(conn, schema=self.config.schema)
-        return {c.id: c for c in found if c.kind == "table"}
+        return {c.id: c for c in found if c.kind in ("table", "postgres", "webhook")}
 
     async def _run_consumer(
         self, notifier: Notifier, consumer: Consumer, stop: asyncio.Event
     ) -> None:
+        """Run one managed consumer until ``stop``; failures are logged, the supervisor restarts."""
         assert self.pool is not None
-        target = TableTarget(schema=str(consumer.metadata.get("schema") or "stripe"))
-        await target.create_tables(self.pool)
-        await run_table_consumer(
-            self.pool, notifier, consumer, target.sink(), stop, schema=self.config.schema
-        )
+        schema = self.config.schema
+        try:
+            if consumer.kind == "webhook":
+                await run_webhook_consumer(self.pool, notifier, consumer, stop, schema=schema)
+                return
+            target = target_of(consumer)
+            if target is None:
+                return
+            await target.create_tables(self.pool)
+            sink = target.sink()
+            fast = None
+            if isinstance(target, TableTarget) and isinstance(sink, TableSink):
+                fast = await compile_target(self.pool, sink, schema)
+            await run_table_consumer(
+                self.pool, notifier, consumer, sink, stop, schema=schema, fast=fast
+            )
+        except Exception as e:  # e.g. the database went away while starting: retried next tick
+            _log.warning("engine: consumer %s stopped: %s", consumer.name, e)
 
 
 class _QuietServer(uvicorn.Server):

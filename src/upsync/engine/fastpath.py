@@ -1,0 +1,201 @@
+"""The server-side path of a managed table consumer whose tables live in the stream's database.
+
+Claiming a batch, applying it and acking it need not move a single record through Python: in
+one transaction, the consumer's next messages are deleted (``DELETE … RETURNING``, oldest
+``updated_idx`` first, ``SKIP LOCKED`` so several engines can share a consumer), and each
+target table gets one guarded ``INSERT … SELECT`` straight from the stream's ``records``:
+
+    INSERT INTO t (…) SELECT <column expressions> FROM records r LEFT JOIN syncs s …
+    WHERE r.id = ANY(<claimed ids>) AND r.collection_id = … ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET … WHERE t.updated_idx < excluded.updated_idx
+
+Each column's source compiles to SQL: record attributes to ``records`` columns, the sync's
+fields to ``syncs`` columns, ``data`` paths to ``r.data #>> '{a,b,0,c}'`` cast to the column's
+type. Deleting a message commits with the rows it delivered (invariant 8); a newer version
+written meanwhile gets a fresh pending message from its writer, so nothing is skipped
+(invariant 4), and the version guard keeps each row at its highest version (invariant 6).
+
+What SQL cannot express (a callable source, hard deletes) makes :func:`compile_target` return
+``None``: the consumer then uses the Python path. A batch Postgres refuses (a value that does not
+cast, a constraint) rolls back untouched and is retried on the Python path, which isolates the
+bad rows and dead-letters them with their reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.crashpoints import crash_point
+from upsync.sinks.routes import Route, _parse_path
+from upsync.sinks.table import TableSink
+from upsync.stream._sql import DEFAULT_SCHEMA, q
+
+__all__ = ["CompiledRoute", "FastPath", "column_expression", "compile_target"]
+
+#: record attributes and sync fields as SQL over ``records r LEFT JOIN syncs s``
+_ATTRIBUTES: Mapping[str, str] = {
+    "id": "r.id::text",
+    "upstream_id": "r.upstream_id",
+    "collection_id": "r.collection_id",
+    "provider": "r.provider",
+    "stream_id": "r.stream_id::text",
+    "updated_idx": "r.updated_idx",
+    "deleted": "r.deleted",
+    "inserted_at": "r.inserted_at",
+    "upstream_created_at": "r.upstream_created_at",
+    "upstream_updated_at": "r.upstream_updated_at",
+    "data": "r.data",
+    "sync.id": "r.sync_id::text",
+    "sync.external_id": "s.external_id",
+    "sync.metadata": "s.metadata",
+}
+_JSON_TYPES = frozenset({"json", "jsonb"})
+# a type name as pg_catalog.format_type prints it; anything else is not trusted into SQL
+_TYPE_RE = re.compile(r"[a-z_][a-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])?")
+
+_PICK = """
+WITH pick AS (
+    SELECT m.record_id FROM {consumer_messages} m
+    WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
+        AND (m.state = 'pending' OR m.ack_deadline <= now())
+    ORDER BY m.updated_idx
+    LIMIT %(n)s
+    FOR UPDATE OF m SKIP LOCKED
+)
+DELETE FROM {consumer_messages} m USING pick
+WHERE m.consumer_id = %(c)s AND m.record_id = pick.record_id
+RETURNING m.record_id
+"""
+_COLLECTIONS = """
+SELECT collection_id, array_agg(id) FROM {records} WHERE id = ANY(%s) GROUP BY collection_id
+"""
+_COLUMN_TYPES = """
+SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped
+"""
+
+
+def column_expression(source: object, pg_type: str) -> sql.Composable | None:
+    """SQL computing a column of type ``pg_type`` from ``source``; ``None`` if SQL cannot."""
+    if not isinstance(source, str) or not _TYPE_RE.fullmatch(pg_type):
+        return None
+    cast = sql.SQL(pg_type)
+    if source in _ATTRIBUTES:
+        return sql.SQL("({})::{}").format(sql.SQL(_ATTRIBUTES[source]), cast)
+    if source.startswith(("data.", "data[")):
+        path = [str(step) for step in _parse_path(source[4:], source)]
+        if pg_type in _JSON_TYPES:
+            return sql.SQL("(r.data #> {})::{}").format(sql.Literal(path), cast)
+        return sql.SQL("(r.data #>> {})::{}").format(sql.Literal(path), cast)
+    return None
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    """One route's guarded ``INSERT … SELECT`` from the stream's records."""
+
+    collection_id: str | None
+    """the collection it takes; ``None`` for the raw table (every collection no route takes)"""
+    statement: sql.Composed
+
+
+def _insert(
+    route: Route, columns: Mapping[str, sql.Composable], stream_schema: str
+) -> sql.Composed:
+    names = list(columns)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(n))
+        for n in names
+        if n != route.key_column
+    )
+    return sql.SQL(
+        "INSERT INTO {table} AS t ({cols}) SELECT {exprs} FROM {records} r "
+        "LEFT JOIN {syncs} s ON s.id = r.sync_id "
+        "WHERE r.id = ANY(%(ids)s) AND {where} ORDER BY 1 "
+        "ON CONFLICT ({key}) DO UPDATE SET {updates} "
+        "WHERE t.{version} < excluded.{version}"
+    ).format(
+        table=sql.Identifier(*route.qualified_name),
+        cols=sql.SQL(", ").join(map(sql.Identifier, names)),
+        exprs=sql.SQL(", ").join(columns.values()),
+        records=sql.Identifier(stream_schema, "records"),
+        syncs=sql.Identifier(stream_schema, "syncs"),
+        where=sql.SQL("r.collection_id = %(collection)s")
+        if route.collection_id != "upsync:raw"
+        else sql.SQL("NOT (r.collection_id = ANY(%(routed)s))"),
+        key=sql.Identifier(route.key_column),
+        updates=updates,
+        version=sql.Identifier(route.version_column),
+    )
+
+
+async def compile_target(
+    pool: AsyncConnectionPool[Any], sink: TableSink, stream_schema: str = DEFAULT_SCHEMA
+) -> FastPath | None:
+    """The server-side path for ``sink``'s routes, or ``None`` if some part needs Python."""
+    if sink.hard_delete:
+        return None
+    routes: list[Route] = list(sink.routes.values())
+    raw = sink.raw_route if sink.unrouted == "raw" else None
+    compiled: list[CompiledRoute] = []
+    async with pool.connection() as conn:
+        for route in [*routes, *([raw] if raw else [])]:
+            table = sql.Identifier(*route.qualified_name).as_string(conn)
+            cur = await conn.execute(_COLUMN_TYPES, [table])
+            types = dict(await cur.fetchall())
+            if not types:
+                return None  # the table does not exist (yet)
+            exprs: dict[str, sql.Composable] = {}
+            for column in route.resolve(list(types)):
+                expr = column_expression(column.source, types[column.name])
+                if expr is None:
+                    return None
+                exprs[column.name] = expr
+            key = None if route is raw else route.collection_id
+            compiled.append(CompiledRoute(key, _insert(route, exprs, stream_schema)))
+    return FastPath(compiled, [r.collection_id for r in routes], stream_schema)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Delivers a consumer's batches with SQL only (see the module doc)."""
+
+    routes: Sequence[CompiledRoute]
+    routed: Sequence[str]
+    stream_schema: str
+
+    async def deliver(
+        self, pool: AsyncConnectionPool[Any], consumer_id: str, batch_size: int
+    ) -> int:
+        """Claim, apply and ack one batch in one transaction; returns how many were delivered.
+
+        Any database error leaves everything as it was (the transaction rolls back).
+        """
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                q(self.stream_schema, _PICK), {"c": consumer_id, "n": batch_size}
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+            if not ids:
+                return 0
+            crash_point("consumer.claimed")
+            cur = await conn.execute(q(self.stream_schema, _COLLECTIONS), [ids])
+            present = {collection for collection, _ in await cur.fetchall()}
+            for route in self.routes:
+                wanted = route.collection_id is None and bool(present - set(self.routed))
+                if route.collection_id in present or wanted:
+                    params = {
+                        "ids": ids,
+                        "collection": route.collection_id,
+                        "routed": list(self.routed),
+                    }
+                    await conn.execute(route.statement, params)
+            crash_point("consumer.before_commit")
+        crash_point("consumer.after_commit")
+        return len(ids)
