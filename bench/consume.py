@@ -49,6 +49,7 @@ from upsync.api import create_app, create_token
 from upsync.client import Client
 from upsync.engine import consumers as managed
 from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.engine.fastpath import FastPath, compile_target
 from upsync.records import record_id
 from upsync.sinks import TableSink
 from upsync.stream import (
@@ -162,6 +163,7 @@ class Bench:
     profile: bool
     fast_json: bool = False
     analyze: bool = False
+    path: str = "sql"
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -219,7 +221,10 @@ class Bench:
             )
             await raw.commit()
             raw.adapters.register_loader("jsonb", TextLoader)  # COPY gets the JSON text back
-            sink = self.target.sink()
+            sink: TableSink | FastPath | None = self.target.sink()
+            if self.path == "sql":  # what the engine uses when the tables share the database
+                sink = await compile_target(pool, self.target.sink(), self.schema)
+                assert sink is not None, "the typed tables should compile to SQL"
             with _profiler(self.profile), _step_timers(self.timings.steps):
                 for start in range(0, len(objects), self.batch):
                     chunk = objects[start : start + self.batch]
@@ -245,13 +250,17 @@ class Bench:
             async with pool.connection() as conn:
                 await self._analyze(conn)
         t1 = time.perf_counter()
-        while (
-            report := await deliver_to_tables(
-                pool, consumer, sink, batch_size=self.batch, schema=self.schema
-            )
-        ).delivered:
-            assert report.acked == report.delivered, report.refused[:1]
-            t.delivered += report.delivered
+        if isinstance(sink, FastPath):
+            while n := await sink.deliver(pool, consumer.id, self.batch):
+                t.delivered += n
+        else:
+            while (
+                report := await deliver_to_tables(
+                    pool, consumer, sink, batch_size=self.batch, schema=self.schema
+                )
+            ).delivered:
+                assert report.acked == report.delivered, report.refused[:1]
+                t.delivered += report.delivered
         t2 = time.perf_counter()
         ids = [record_id(sync.id, "stripe:customer", o.upstream_id) for o in chunk]
         cur = await raw.execute(
@@ -372,7 +381,8 @@ def _report(bench: Bench) -> None:
         f"e2e_vs_copy={t.copy_s / (t.write_s + t.consume_s):.2f} "
         f"next_ack_p50_ms={statistics.median(one):.1f} next_ack_p99_ms={_pct(one, 0.99):.1f} "
         f"next_ack100_p50_ms={statistics.median(hundred):.1f} "
-        f"next_ack100_p99_ms={_pct(hundred, 0.99):.1f} records={n} batch={bench.batch}"
+        f"next_ack100_p99_ms={_pct(hundred, 0.99):.1f} records={n} batch={bench.batch} "
+        f"path={bench.path}"
     )
 
 
@@ -397,6 +407,13 @@ def main() -> None:
     parser.add_argument(
         "--orjson", action="store_true", help="decode jsonb with orjson on the consumer's pool"
     )
+    parser.add_argument(
+        "--path",
+        choices=["sql", "python"],
+        default="sql",
+        help="the table consumer's path: SQL only (the engine's, tables in the same database) "
+        "or through Python (tables elsewhere, or routes with callables)",
+    )
     args = parser.parse_args()
     dsn = args.dsn
     if dsn is None:
@@ -411,6 +428,7 @@ def main() -> None:
         args.profile,
         args.orjson,
         args.analyze,
+        args.path,
     )
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(bench.schema)))
