@@ -160,3 +160,28 @@ def test_database_errors_are_one_line(upsync: Run, env: dict[str, str]) -> None:
     line = one_error_line(upsync("status", env=not_postgres))
     assert "not a Postgres URL" in line and "hunter2" not in line
     assert "run `upsync init`" in one_error_line(upsync("status", env=env))
+
+
+def test_webhook_secret_is_stored_with_the_sync_and_never_shown(
+    upsync: Run, ready: dict[str, str], pg_dsn: str, schema: str
+) -> None:
+    secret = "whsec_" + secrets.token_hex(16)
+    env = {**ready, "STRIPE_KEY": "sk_test_" + secrets.token_hex(8), "HOOK": secret}
+    create = upsync(
+        "syncs", "create", "stripe", "--api-key-env", "STRIPE_KEY", "--webhook-secret-env", "HOOK",
+        "--collections", "customer", "--json", env=env,
+    )  # fmt: skip
+    assert create.returncode == 0, create.stderr
+    sync = json.loads(create.stdout)
+    hook_id = sync["metadata"]["webhook_credential_id"]
+    stored = rows(pg_dsn, schema, "SELECT kind, secret FROM {s}.credentials WHERE id = %s", hook_id)
+    assert stored == [("stripe_webhook_secret", secret)]
+    shown = upsync("syncs", "show", sync["id"], "--json", env=env)
+    assert secret not in create.stdout + shown.stdout + create.stderr + shown.stderr
+    pasted = upsync(
+        "syncs", "create", "stripe", "--api-key-env", "STRIPE_KEY", "--webhook-secret-env", secret,
+        "--collections", "customer", env=env,
+    )  # fmt: skip
+    assert pasted.returncode == 1 and secret not in pasted.stderr
+    assert upsync("syncs", "delete", sync["id"], "--yes", env=env).returncode == 0
+    assert rows(pg_dsn, schema, "SELECT count(*) FROM {s}.credentials") == [(0,)]

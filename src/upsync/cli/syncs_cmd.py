@@ -19,6 +19,7 @@ from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import AConn, run_with_connection
 from upsync.cli.output import echo_json, json_option, print_fields, print_table, when
 from upsync.cli.progress import backfill_progress, events_through, progress_text
+from upsync.engine.syncs import WEBHOOK_CREDENTIAL_KEY, webhook_credential_ids
 from upsync.errors import ConfigurationError, NotFound
 from upsync.sources.stripe.collections import collection
 from upsync.stream.catalog import (
@@ -58,6 +59,12 @@ def syncs() -> None:
     metavar="LIST",
     help="Comma-separated collections, e.g. customer,subscription (or stripe:customer,…).",
 )
+@click.option(
+    "--webhook-secret-env",
+    metavar="VAR",
+    help="Name of the environment variable holding the Stripe webhook signing secret "
+    "(whsec_…) of the endpoint pointing at /v1/syncs/<id>/webhook.",
+)
 @click.option("--external-id", help="Your id for this account/tenant (on every record).")
 @click.option("--metadata", metavar="JSON", help='A JSON object, e.g. \'{"plan": "gold"}\'.')
 @click.option("--name", help="A name for the sync [default: the external id, else 'stripe'].")
@@ -74,6 +81,7 @@ def create(
     ctx: Context,
     provider: str,
     api_key_env: str,
+    webhook_secret_env: str | None,
     collections: str,
     external_id: str | None,
     metadata: str | None,
@@ -86,6 +94,7 @@ def create(
     collection_ids = _collections(collections)
     meta = _metadata(metadata)
     key = _api_key(api_key_env)
+    webhook_secret = _secret(webhook_secret_env, "whsec_") if webhook_secret_env else None
     schema = ctx.settings.schema
 
     async def work(conn: AConn) -> tuple[Sync, Credential]:
@@ -101,6 +110,17 @@ def create(
                 metadata={"created_by": CREATED_BY},
                 schema=schema,
             )
+            if webhook_secret is not None:
+                hook = await create_credential(
+                    conn,
+                    provider=provider,
+                    kind="stripe_webhook_secret",
+                    secret=webhook_secret,
+                    name=f"{webhook_secret_env} ({name or external_id or provider})",
+                    metadata={"created_by": CREATED_BY},
+                    schema=schema,
+                )
+                meta[WEBHOOK_CREDENTIAL_KEY] = hook.id
             sync = await create_sync(
                 conn,
                 stream_id=stream,
@@ -142,6 +162,18 @@ def _metadata(raw: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigurationError('--metadata: expected a JSON object, e.g. \'{"plan": "gold"}\'')
     return value
+
+
+def _secret(variable: str, prefix: str) -> str:
+    if variable.startswith(prefix) or "=" in variable:
+        raise ConfigurationError(
+            "--webhook-secret-env takes the NAME of an environment variable, not the secret: "
+            "export STRIPE_WEBHOOK_SECRET=… then pass --webhook-secret-env STRIPE_WEBHOOK_SECRET"
+        )
+    secret = os.environ.get(variable, "").strip()
+    if not secret:
+        raise ConfigurationError(f"environment variable {variable} is not set or empty")
+    return secret
 
 
 def _api_key(variable: str) -> str:
@@ -285,12 +317,15 @@ def delete(ctx: Context, sync_id: str, yes: bool) -> None:
         async with conn.transaction():
             sync = await get_sync(conn, sync_id, schema=schema)
             await delete_sync(conn, sync.id, schema=schema)
-            if sync.credential_id:
-                cred = await get_credential(conn, sync.credential_id, schema=schema)
-                if cred.metadata.get("created_by") == CREATED_BY:
-                    # kept when another sync uses the same key
-                    with contextlib.suppress(ConfigurationError):
-                        await delete_credential(conn, cred.id, schema=schema)
+            owned = [sync.credential_id] if sync.credential_id else []
+            owned += webhook_credential_ids(sync.metadata)
+            for credential_id in owned:
+                with contextlib.suppress(NotFound):
+                    cred = await get_credential(conn, credential_id, schema=schema)
+                    if cred.metadata.get("created_by") == CREATED_BY:
+                        # kept when another sync uses the same key
+                        with contextlib.suppress(ConfigurationError):
+                            await delete_credential(conn, cred.id, schema=schema)
         return sync
 
     sync = run_with_connection(ctx.settings, work)
