@@ -52,7 +52,12 @@ def consumer_dict(consumer: Consumer, counts: ConsumerInfo) -> dict[str, Any]:
     "tables.",
 )
 @click.option("--schema", "target_schema", help="kind=table: schema of the tables [stripe].")
-@click.option("--max-deliver", type=int, default=-1, show_default=True, help="-1: unlimited.")
+@click.option(
+    "--max-deliver",
+    type=int,
+    help="Attempts before a record becomes a dead letter; -1: unlimited "
+    "[default: -1 for http, 10 for table: a row Postgres refuses must not cycle forever].",
+)
 @click.option("--ack-wait-ms", type=int, default=30000, show_default=True)
 @click.option("--max-ack-pending", type=int, default=1000, show_default=True)
 @click.option(
@@ -73,7 +78,7 @@ def create(
     sync_id: str | None,
     kind: str,
     target_schema: str | None,
-    max_deliver: int,
+    max_deliver: int | None,
     ack_wait_ms: int,
     max_ack_pending: int,
     deliver_policy: str,
@@ -103,7 +108,7 @@ def create(
             filters=filters,
             deliver_policy=deliver_policy,
             ack_wait_ms=ack_wait_ms,
-            max_deliver=max_deliver,
+            max_deliver=max_deliver if max_deliver is not None else (10 if kind == "table" else -1),
             max_ack_pending=max_ack_pending,
             metadata=metadata,
             kind=kind,
