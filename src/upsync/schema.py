@@ -43,7 +43,8 @@ def collection_route(collection_id: str, *, schema: str | None = "stripe") -> Ro
         coll.table,
         schema=schema,
         columns={f.column: f.source for f in coll.fields},
-        standard=list(STANDARD_COLUMN_TYPES),
+        # the whole object too: fields Stripe adds later are never lost, only not typed yet
+        standard=[*STANDARD_COLUMN_TYPES, "data"],
     )
 
 

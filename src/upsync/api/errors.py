@@ -13,6 +13,7 @@ RecordError/MappingError   422     ``invalid_request``
 other TerminalError        422     ``invalid_request``
 ApiError                   its own status and type
 TransientError, psycopg    503     ``unavailable``
+psycopg DataError          422     ``invalid_request`` (a value Postgres cannot store)
 request validation         422     ``invalid_request`` (+ ``fields``)
 unknown route / method     404/405 ``not_found`` / ``method_not_allowed``
 anything else              500     ``internal_error``
@@ -151,6 +152,14 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if isinstance(exc, psycopg.OperationalError):
         return _json(503, "unavailable", "the database is unavailable; retry later")
+    if isinstance(exc, psycopg.errors.DataError):
+        # a value from the request that Postgres cannot store (a NUL in text, an out-of-range
+        # number): the client's to fix, and nothing was written (the transaction rolled back)
+        return _json(
+            422,
+            "invalid_request",
+            f"a value cannot be stored: {type(exc).__name__}; nothing changed",
+        )
     return _json(
         500, "internal_error", f"database error ({type(exc).__name__}); see the server log"
     )

@@ -24,12 +24,13 @@ from upsync.crashpoints import crash_point
 from upsync.engine.fastpath import FastPath
 from upsync.errors import UpsyncError
 from upsync.records import Message, Record
+from upsync.redact import redact
 from upsync.schema import collection_route, column_types
 from upsync.sinks.ddl import create_table_sql
 from upsync.sinks.table import ApplyResult, TableSink
 from upsync.sources.stripe.collections import COLLECTIONS
 from upsync.stream._sql import DEFAULT_SCHEMA
-from upsync.stream.delivery import ack, claim, nack
+from upsync.stream.delivery import ack, claim, nack, record_errors
 from upsync.stream.managed import Apply, create_managed_table, managed_table_apply
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
@@ -176,6 +177,12 @@ async def deliver_to_tables(
             crash_point("consumer.before_commit")
         crash_point("consumer.after_commit")
         if bad:
+            reasons = {
+                str(rid): redact(str(e))
+                for e in result.rejected
+                if (rid := getattr(e, "record_id", None)) is not None
+            }
+            await record_errors(conn, consumer, reasons, schema=schema)
             await nack(conn, consumer, [m.ack_token for m in bad], schema=schema)
             for error in result.rejected:
                 _log.warning("consumer %s: record refused: %s", consumer.name, error)

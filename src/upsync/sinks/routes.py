@@ -27,6 +27,7 @@ __all__ = [
     "Column",
     "Route",
     "Source",
+    "check_identifier",
     "compile_source",
 ]
 
@@ -70,6 +71,22 @@ STANDARD_COLUMNS: Mapping[str, str] = {
     "inserted_at": "inserted_at",
     "data": "data",
 }
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Refuse a name Postgres would not store as given (it cuts at NUL and truncates at 63
+    bytes, so a table would silently get another name), and ``%``: a driver executing a
+    statement with parameters reads ``%`` as a placeholder even inside a quoted name. Quoting
+    (``psycopg.sql.Identifier``) handles everything else — quotes, ``;``, unicode."""
+    if "\x00" in name:
+        raise ConfigurationError(f"{what} {name!r} contains a NUL character")
+    if "%" in name:
+        raise ConfigurationError(f"{what} {name!r} contains '%', which upsync does not support")
+    if len(name.encode()) > 63:
+        raise ConfigurationError(
+            f"{what} {name[:20]!r}… is {len(name.encode())} bytes; Postgres names hold at most 63"
+        )
+    return name
 
 
 def compile_source(source: Source) -> Extractor:
@@ -165,6 +182,13 @@ class Route:
             )
         if not self.table:
             raise ConfigurationError(f"route for {self.collection_id!r} has no table")
+        for kind, name in (
+            ("table", self.table),
+            ("schema", self.schema),
+            *(("column", c) for c in self.columns),
+        ):
+            if name is not None:
+                check_identifier(name, f"route for {self.collection_id!r}: {kind}")
         if self.standard != "auto":
             unknown = [c for c in self.standard if c not in STANDARD_COLUMNS]
             if unknown:

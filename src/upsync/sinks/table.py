@@ -22,7 +22,7 @@ import psycopg
 from upsync.errors import ConfigurationError, UpsyncError
 from upsync.records import Record
 from upsync.sinks.plan import BatchPlan, plan_batch
-from upsync.sinks.routes import STANDARD_COLUMNS, Column, Route
+from upsync.sinks.routes import STANDARD_COLUMNS, Column, Route, check_identifier
 
 __all__ = ["RAW_COLLECTION", "ApplyResult", "TableSink"]
 
@@ -127,7 +127,7 @@ class TableSink:
         schema, table = raw_table if isinstance(raw_table, tuple) else (None, raw_table)
         self.raw_route = raw_route(table, schema)
         self.hard_delete = hard_delete
-        self.tombstone_table = tombstone_table
+        self.tombstone_table = check_identifier(tombstone_table, "tombstone_table")
         self.isolate_bad_records = isolate_bad_records
         if chunk_size < 1:
             raise ConfigurationError(f"chunk_size must be positive, got {chunk_size}")

@@ -109,6 +109,14 @@ def _check_filters(filters: Filters) -> Filters:
     return filters
 
 
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError("name: expected a non-empty string")
+    if "\x00" in name:
+        raise ConfigurationError("name: contains a NUL character")
+    return name
+
+
 async def lock_stream(conn: AConn, stream_id: str, *, schema: str) -> None:
     """Wait for in-flight writers of the stream and hold new ones until this transaction ends."""
     cur = await conn.execute(
@@ -189,8 +197,7 @@ async def create_consumer(
         max_ack_pending=max_ack_pending,
     )
     flt = _check_filters(Filters.parse(filters))
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError("name: expected a non-empty string")
+    _check_name(name)
     async with conn.transaction():
         sid = (await get_stream(conn, as_uuid(stream_id, "stream"), schema=schema)).id
         await lock_stream(conn, sid, schema=schema)
@@ -299,9 +306,7 @@ async def update_consumer(
         )
     values: dict[str, Any] = {}
     if name is not _UNSET:
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError("name: expected a non-empty string")
-        values["name"] = name
+        values["name"] = _check_name(name)
     if filters is not _UNSET:
         flt = _check_filters(Filters.parse(filters))
         values.update(

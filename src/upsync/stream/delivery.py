@@ -19,7 +19,7 @@ on the message rows keeps two workers from ever holding the same message.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +145,7 @@ RETURNING m.state
 """
 
 _DEAD = """
-SELECT m.deliver_count, m.dead_at, {record_cols}
+SELECT m.deliver_count, m.dead_at, m.last_error, {record_cols}
 FROM {consumer_messages} m
 JOIN {records} r ON r.id = m.record_id
 LEFT JOIN {syncs} s ON s.id = r.sync_id
@@ -355,7 +355,32 @@ async def list_dead_letters(
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q(schema, _DEAD), params)
             rows = await cur.fetchall()
-    return [DeadLetter(record_from_row(r), r["deliver_count"], r["dead_at"]) for r in rows]
+    return [
+        DeadLetter(record_from_row(r), r["deliver_count"], r["dead_at"], r["last_error"])
+        for r in rows
+    ]
+
+
+_ERRORS = """
+UPDATE {consumer_messages} m SET last_error = e.reason
+FROM unnest(%(ids)s::uuid[], %(reasons)s::text[]) AS e(record_id, reason)
+WHERE m.consumer_id = %(c)s AND m.record_id = e.record_id
+"""
+
+
+async def record_errors(
+    conn: AConn, consumer: Consumer, reasons: Mapping[str, str], *, schema: str = DEFAULT_SCHEMA
+) -> None:
+    """Remember why records failed (by record id): a dead letter then lists its reason.
+
+    Call it before nacking them. Reasons must already be free of secrets (see ``redact``).
+    """
+    if not reasons:
+        return
+    ids = [uuid.UUID(record_id) for record_id in reasons]
+    params = {"c": consumer.id, "ids": ids, "reasons": [r[:2000] for r in reasons.values()]}
+    async with conn.transaction():
+        await conn.execute(q(schema, _ERRORS), params)
 
 
 async def replay_dead_letters(

@@ -182,6 +182,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             ON {schema}.api_tokens (name) WHERE revoked_at IS NULL;
         """,
     ),
+    Migration(
+        5,
+        "dead letters keep the reason of their last failed attempt",
+        """
+        ALTER TABLE {consumer_messages} ADD COLUMN IF NOT EXISTS last_error text;
+        """,
+    ),
 )
 
 _BOOTSTRAP = """

@@ -227,12 +227,15 @@ class DeadLetter:
     record: Record
     deliver_count: int
     dead_at: datetime
+    reason: str | None = None
+    """why its last attempt failed, when the consumer said (managed consumers do)"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "record": self.record.to_dict(),
             "deliver_count": self.deliver_count,
             "dead_at": _ts(self.dead_at),
+            "reason": self.reason,
         }
 
 

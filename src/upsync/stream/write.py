@@ -205,6 +205,12 @@ def stage_rows(
         obj = _coerce(raw, i)
         if not isinstance(obj.upstream_id, str) or not obj.upstream_id:
             raise RecordError("expected a non-empty string", index=i, field="upstream_id")
+        if "\x00" in obj.upstream_id:
+            raise RecordError(
+                "contains a NUL character, which Postgres text rejects",
+                index=i,
+                field="upstream_id",
+            )
         where = _Where(index=i, record_id=obj.upstream_id)
         version = obj.source_version
         if type(version) is not int or not -_MAX_BIGINT <= version <= _MAX_BIGINT:
