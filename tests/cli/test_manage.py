@@ -11,6 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tests.cli.conftest import Run, one_error_line
+from upsync.stream.migrations import MIGRATIONS
 
 
 def rows(dsn: str, schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -24,12 +25,14 @@ def test_init_creates_the_schema_and_default_stream_once(
 ) -> None:
     first = upsync("init", env=env)
     assert first.returncode == 0, first.stderr
-    assert "applied 4 migration(s)" in first.stdout and "'default': created" in first.stdout
+    applied = f"applied {len(MIGRATIONS)} migration(s)"
+    assert applied in first.stdout and "'default': created" in first.stdout
     again = upsync("init", env=env)
     assert again.returncode == 0, again.stderr
     assert "up to date" in again.stdout and "'default': exists" in again.stdout
     assert rows(pg_dsn, schema, "SELECT name FROM {s}.streams") == [("default",)]
-    assert len(rows(pg_dsn, schema, "SELECT version FROM {s}.schema_migrations")) == 4
+    versions = rows(pg_dsn, schema, "SELECT version FROM {s}.schema_migrations")
+    assert len(versions) == len(MIGRATIONS)
 
 
 def test_tokens_are_printed_once_listed_without_values_and_revoked(
