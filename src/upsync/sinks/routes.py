@@ -20,6 +20,7 @@ from operator import attrgetter
 from typing import Any, Literal
 
 from upsync.errors import ConfigurationError
+from upsync.names import check_identifier
 from upsync.records import Record
 
 __all__ = [
@@ -71,22 +72,6 @@ STANDARD_COLUMNS: Mapping[str, str] = {
     "inserted_at": "inserted_at",
     "data": "data",
 }
-
-
-def check_identifier(name: str, what: str) -> str:
-    """Refuse a name Postgres would not store as given (it cuts at NUL and truncates at 63
-    bytes, so a table would silently get another name), and ``%``: a driver executing a
-    statement with parameters reads ``%`` as a placeholder even inside a quoted name. Quoting
-    (``psycopg.sql.Identifier``) handles everything else — quotes, ``;``, unicode."""
-    if "\x00" in name:
-        raise ConfigurationError(f"{what} {name!r} contains a NUL character")
-    if "%" in name:
-        raise ConfigurationError(f"{what} {name!r} contains '%', which upsync does not support")
-    if len(name.encode()) > 63:
-        raise ConfigurationError(
-            f"{what} {name[:20]!r}… is {len(name.encode())} bytes; Postgres names hold at most 63"
-        )
-    return name
 
 
 def compile_source(source: Source) -> Extractor:

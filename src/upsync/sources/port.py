@@ -8,14 +8,16 @@ harmless (unchanged snapshots change nothing; older ones are stale).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
-from upsync.errors import ConfigurationError
+from upsync.errors import ConfigurationError, RecordError
 from upsync.sources.stripe.snapshots import Snapshot
 from upsync.stream._sql import DEFAULT_SCHEMA, q
 from upsync.stream.catalog import get_sync
@@ -25,6 +27,7 @@ from upsync.stream.write import write as stream_write
 __all__ = ["PostgresPort"]
 
 Cursor = tuple[tuple[str, ...], Any]
+_log = logging.getLogger(__name__)
 
 _SET_TOP = """
 UPDATE {syncs} SET cursors = cursors || jsonb_build_object(%(top)s::text, %(value)s::jsonb),
@@ -68,6 +71,20 @@ class PostgresPort:
     ) -> int:
         """Write snapshots and the cursor covering them in one transaction; returns changes."""
         objects = [_upstream_object(s) for s in snapshots]
+        try:
+            return await self._write(collection_id, objects, cursor)
+        except RecordError as e:
+            if "NUL" not in e.reason:
+                raise
+            where = f"{collection_id} {e.record_id}"
+        # Postgres cannot store U+0000 in text or jsonb: rather than let one upstream object
+        # block its page forever, write it with U+FFFD in its place (and say so)
+        _log.warning("%s: replacing NUL characters, which Postgres cannot store", where)
+        return await self._write(collection_id, [_without_nul(o) for o in objects], cursor)
+
+    async def _write(
+        self, collection_id: str, objects: list[UpstreamObject], cursor: Cursor | None
+    ) -> int:
         async with self.pool.connection() as conn, conn.transaction():
             result = await stream_write(conn, self.sync, collection_id, objects, schema=self.schema)
             crash_point("port.before_commit")
@@ -110,6 +127,24 @@ class PostgresPort:
         """Set the sync's ``initial_backfill_completed_at`` (once)."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(q(self.schema, _BACKFILLED), {"sync": self.sync.id})
+
+
+def _without_nul(obj: UpstreamObject) -> UpstreamObject:
+    return dataclasses.replace(
+        obj,
+        upstream_id=obj.upstream_id.replace("\x00", "\ufffd"),
+        data=None if obj.data is None else _clean(obj.data),
+    )
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _upstream_object(s: Snapshot) -> UpstreamObject:

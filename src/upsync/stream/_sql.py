@@ -14,6 +14,8 @@ from typing import Any, TypeAlias
 import psycopg
 from psycopg import sql
 
+from upsync.names import check_identifier
+
 DEFAULT_SCHEMA = "upsync"
 
 AConn: TypeAlias = psycopg.AsyncConnection[Any]
@@ -52,6 +54,7 @@ _SNIPPETS: dict[str, sql.Composable] = {
 @lru_cache(maxsize=512)
 def q(schema: str, text: str) -> sql.Composed:
     """``text`` with ``{table}`` placeholders bound to ``schema``-qualified identifiers."""
+    check_identifier(schema, "upsync schema")  # cached with the statement: checked once
     names: dict[str, sql.Composable] = {name: sql.Identifier(schema, name) for name in _NAMES}
     # nextval() takes a sequence by name: a literal of the quoted, schema-qualified name
     seq = sql.Identifier(schema, "updated_idx_seq").as_string(None)

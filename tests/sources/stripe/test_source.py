@@ -234,3 +234,18 @@ async def test_live_traffic_faults_and_a_restart_mid_backfill_end_equal(
     # its customer's next_invoice_sequence without an event) were caught by related re-reads
     assert await second.reconcile() == 0
     print(f"live_operations={traffic.operations}")
+
+
+async def test_a_nul_inside_an_upstream_object_does_not_block_its_page(
+    wired: Wired, upstream: Upstream
+) -> None:
+    seed_account(upstream, customers=3)
+    poisoned = upstream.post(
+        "/v1/customers", email="nul@example.com", **{"metadata[note]": "a\x00b"}
+    )
+    source = wired.make_source()
+    await source.start()
+    await source.backfill()
+    stream = await wired.stream_state("stripe:customer")
+    assert len(stream) == 4  # the page landed, the poisoned customer with it
+    assert stream[poisoned["id"]]["metadata"]["note"] == "a\ufffdb"
