@@ -62,55 +62,9 @@ from upsync.stream import (
     migrate,
     write,
 )
+from upsync.testing.records import stripe_customer
 
 T = TypeVar("T")
-
-
-def customer(i: int, rnd: random.Random) -> dict[str, Any]:
-    """A Stripe customer of about 1 KB of JSON."""
-    cid = f"cus_{i:014d}"
-    return {
-        "id": cid,
-        "object": "customer",
-        "address": {
-            "city": rnd.choice(["Berlin", "Lyon", "Austin", "Osaka"]),
-            "country": rnd.choice(["DE", "FR", "US", "JP"]),
-            "line1": f"{rnd.randrange(1, 999)} Example Street",
-            "line2": None,
-            "postal_code": f"{rnd.randrange(10000, 99999)}",
-            "state": None,
-        },
-        "balance": rnd.randrange(-5000, 5000),
-        "created": 1_700_000_000 + i,
-        "currency": "usd",
-        "default_source": None,
-        "delinquent": rnd.random() < 0.05,
-        "description": "Bench customer " + "x" * rnd.randrange(20, 60),
-        "discount": None,
-        "email": f"customer{i}@example.com",
-        "invoice_prefix": f"{rnd.randrange(16**8):08X}",
-        "invoice_settings": {
-            "custom_fields": None,
-            "default_payment_method": f"pm_{rnd.randrange(10**14):014d}",
-            "footer": None,
-            "rendering_options": None,
-        },
-        "livemode": False,
-        "metadata": {"order": str(i), "source": "bench", "tier": rnd.choice("abc")},
-        "name": f"Customer {i}",
-        "next_invoice_sequence": rnd.randrange(1, 50),
-        "phone": f"+1555{rnd.randrange(10**7):07d}",
-        "preferred_locales": ["en"],
-        "shipping": None,
-        "tax_exempt": "none",
-        "test_clock": None,
-        "tax_ids": {
-            "object": "list",
-            "data": [{"id": f"txi_{i:014d}", "object": "tax_id", "value": f"DE{i:09d}"}],
-            "has_more": False,
-            "url": f"/v1/customers/{cid}/tax_ids",
-        },
-    }
 
 
 @dataclass
@@ -200,7 +154,7 @@ class Bench:
         """Write, deliver and COPY batch by batch."""
         rnd = random.Random(42)
         objects = [
-            UpstreamObject(f"cus_{i:014d}", customer(i, rnd), 1_700_000_000_000 + i)
+            UpstreamObject(f"cus_{i:014d}", stripe_customer(i, rnd), 1_700_000_000_000 + i)
             for i in range(self.records)
         ]
         size = sum(len(orjson.dumps(o.data)) for o in objects[:1000]) / min(1000, len(objects))

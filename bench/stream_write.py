@@ -34,55 +34,7 @@ from upsync.stream import (
     migrate,
     write,
 )
-
-
-def stripe_like(i: int, rnd: random.Random) -> dict[str, Any]:
-    upstream = f"cus_{i:014d}"
-    return {
-        "id": upstream,
-        "object": "customer",
-        "address": {
-            "city": rnd.choice(["Berlin", "Lyon", "Austin", "Osaka"]),
-            "country": rnd.choice(["DE", "FR", "US", "JP"]),
-            "line1": f"{rnd.randrange(1, 999)} Example Street",
-            "line2": None,
-            "postal_code": f"{rnd.randrange(10000, 99999)}",
-            "state": None,
-        },
-        "balance": rnd.randrange(-5000, 5000),
-        "created": 1700000000 + i,
-        "currency": "usd",
-        "default_source": None,
-        "delinquent": rnd.random() < 0.05,
-        "description": "Bench customer " + "x" * rnd.randrange(20, 60),
-        "discount": None,
-        "email": f"customer{i}@example.com",
-        "invoice_prefix": f"{rnd.randrange(16**8):08X}",
-        "invoice_settings": {
-            "custom_fields": None,
-            "default_payment_method": f"pm_{rnd.randrange(10**14):014d}",
-            "footer": None,
-            "rendering_options": None,
-        },
-        "livemode": False,
-        "metadata": {"order": str(i), "source": "bench", "tier": rnd.choice("abc")},
-        "name": f"Customer {i}",
-        "next_invoice_sequence": rnd.randrange(1, 50),
-        "phone": f"+1555{rnd.randrange(10**7):07d}",
-        "preferred_locales": ["en"],
-        "shipping": None,
-        "tax_exempt": "none",
-        "test_clock": None,
-        "tax_ids": {
-            "object": "list",
-            "data": [
-                {"id": f"txi_{i:014d}", "object": "tax_id", "type": "eu_vat", "value": f"DE{i:09d}"}
-            ],
-            "has_more": False,
-            "url": f"/v1/customers/{upstream}/tax_ids",
-        },
-        "subscriptions": {"object": "list", "data": [], "has_more": False, "total_count": 0},
-    }
+from upsync.testing.records import stripe_customer
 
 
 async def _prepare_stream(conn: psycopg.AsyncConnection[Any], schema: str) -> Sync:
@@ -165,7 +117,7 @@ async def main() -> None:
     args = parser.parse_args()
     rnd = random.Random(42)
     objects = [
-        UpstreamObject(f"cus_{i:014d}", stripe_like(i, rnd), 1_700_000_000_000 + i)
+        UpstreamObject(f"cus_{i:014d}", stripe_customer(i, rnd), 1_700_000_000_000 + i)
         for i in range(args.objects)
     ]
     size = sum(len(orjson.dumps(o.data)) for o in objects[:1000]) / 1000
