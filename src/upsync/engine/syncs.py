@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,11 @@ class _Running:
     task: asyncio.Task[None]
     stop: asyncio.Event
     failures: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+#: a source that ran this long before failing starts its backoff afresh
+_HEALTHY_RUN_S = 300.0
 
 
 @dataclass
@@ -191,7 +197,8 @@ class SyncRunner:
         return secrets
 
     def _schedule_restart(self, entry: _Running, now: float) -> None:
-        failures = entry.failures + 1
+        ran_well = time.monotonic() - entry.started_at >= _HEALTHY_RUN_S
+        failures = 1 if ran_well else entry.failures + 1
         if entry.sync.id in self._health:
             self._health[entry.sync.id][1].restarts += 1
         delay = min(60.0, 0.5 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
