@@ -2,85 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
 
+from tests.engine.helpers import Setup, customer
 from upsync.engine.consumers import SingleTableTarget, TableTarget, deliver_to_tables, target_of
 from upsync.records import record_id
-from upsync.stream.catalog import create_stream, create_sync
-from upsync.stream.consumers import create_consumer
 from upsync.stream.delivery import list_dead_letters
-from upsync.stream.migrations import migrate
-from upsync.stream.models import Consumer, Sync, UpstreamObject
-from upsync.stream.write import write
-
-
-@dataclass
-class Setup:
-    pool: AsyncConnectionPool[Any]
-    schema: str
-    sync: Sync
-    consumer: Consumer
-    target: TableTarget
-
-    async def write(self, collection_id: str, *objects: UpstreamObject) -> None:
-        async with self.pool.connection() as conn:
-            await write(conn, self.sync, collection_id, objects, schema=self.schema)
-
-    async def drain(self) -> int:
-        sink = self.target.sink()
-        total = 0
-        while (
-            report := await deliver_to_tables(self.pool, self.consumer, sink, schema=self.schema)
-        ).delivered:
-            total += report.delivered
-        return total
-
-    async def rows(self, table: str, *columns: str) -> dict[str, tuple[Any, ...]]:
-        query = sql.SQL("SELECT upstream_id, {} FROM {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.Identifier(self.target.schema, table),
-        )
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(query)
-            return {r[0]: tuple(r[1:]) for r in await cur.fetchall()}
-
-
-@pytest.fixture
-async def setup(schema_dsn: str, schema: str) -> AsyncIterator[Setup]:
-    target = TableTarget(schema=f"{schema}_dest")
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
-        async with pool.connection() as conn:
-            await migrate(conn, schema=schema)
-            stream = await create_stream(conn, "s", schema=schema)
-            sync = await create_sync(
-                conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
-                collection_ids=["stripe:customer", "stripe:charge"],
-                external_id="acme",
-                schema=schema,
-            )
-            consumer = await create_consumer(
-                conn, stream_id=stream.id, name="tables", max_deliver=2, schema=schema
-            )
-        await target.create_tables(pool)
-        yield Setup(pool, schema, sync, consumer, target)
-        async with pool.connection() as conn:
-            await conn.execute(
-                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(target.schema))
-            )
-
-
-def customer(n: int, version: int, **data: Any) -> UpstreamObject:
-    body = {"id": f"cus_{n}", "object": "customer", "email": f"{n}@x.io", "created": 1, **data}
-    return UpstreamObject(f"cus_{n}", body, version)
+from upsync.stream.models import UpstreamObject
 
 
 @pytest.mark.smoke

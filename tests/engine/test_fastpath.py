@@ -8,14 +8,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.engine.test_consumers import Setup, customer
+from tests.engine.helpers import Setup, customer
 from upsync.engine.consumers import TableTarget, deliver_to_tables
 from upsync.engine.fastpath import column_expression, compile_target
 from upsync.sinks import Route, TableSink
 from upsync.stream.consumers import create_consumer
 from upsync.stream.models import UpstreamObject
-
-pytest_plugins = ["tests.engine.test_consumers"]  # the `setup` fixture
 
 
 def charge(n: int, version: int, **data: Any) -> UpstreamObject:

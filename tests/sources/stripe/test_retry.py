@@ -21,6 +21,7 @@ from upsync.sources.stripe.retry import RetryPolicy
         pytest.param(401, {}, False, id="401"),
         pytest.param(404, {}, False, id="404"),
         pytest.param(500, {"stripe-should-retry": "false"}, False, id="told-not-to"),
+        pytest.param(429, {"stripe-should-retry": "false"}, True, id="rate-limit-always-later"),
         pytest.param(400, {"stripe-should-retry": "true"}, True, id="told-to"),
     ],
 )

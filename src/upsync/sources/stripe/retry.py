@@ -2,8 +2,9 @@
 
 Stripe's own SDK does not retry a plain 429 and ignores ``Retry-After`` (stripe-contract §1.7);
 a sync engine must, because a backfill is expected to run into the rate limit. Rules, in order:
-``Stripe-Should-Retry: false`` never retries; ``true`` always does; otherwise 409, 429, 5xx and
-network failures (no status) retry and other statuses do not. The delay honours
+a 429 always retries (a rate limit is about timing); otherwise ``Stripe-Should-Retry: false``
+never retries and ``true`` always does; without the header 409, 5xx and network failures (no
+status) retry and other statuses do not. The delay honours
 ``Retry-After`` when given (capped), else exponential backoff with jitter.
 """
 
@@ -50,6 +51,11 @@ class RetryPolicy:
     @staticmethod
     def retryable(status: int | None, headers: Mapping[str, str]) -> bool:
         """Whether a response with this status and these headers is worth another try."""
+        if status == 429:
+            # a rate limit is about timing, never about the request: always worth a later try
+            # (honouring "false" here let a poll needing more reads than one second's budget
+            # fail forever — found by the upstream fault suite)
+            return True
         advice = (headers.get("stripe-should-retry") or "").lower()
         if advice in ("true", "false"):
             return advice == "true"

@@ -1,0 +1,49 @@
+"""Helpers for engine tests: the stream/sync/consumer set-up and Stripe-like objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.stream.models import Consumer, Sync, UpstreamObject
+from upsync.stream.write import write
+
+
+@dataclass
+class Setup:
+    pool: AsyncConnectionPool[Any]
+    schema: str
+    sync: Sync
+    consumer: Consumer
+    target: TableTarget
+
+    async def write(self, collection_id: str, *objects: UpstreamObject) -> None:
+        async with self.pool.connection() as conn:
+            await write(conn, self.sync, collection_id, objects, schema=self.schema)
+
+    async def drain(self) -> int:
+        sink = self.target.sink()
+        total = 0
+        while (
+            report := await deliver_to_tables(self.pool, self.consumer, sink, schema=self.schema)
+        ).delivered:
+            total += report.delivered
+        return total
+
+    async def rows(self, table: str, *columns: str) -> dict[str, tuple[Any, ...]]:
+        query = sql.SQL("SELECT upstream_id, {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(self.target.schema, table),
+        )
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query)
+            return {r[0]: tuple(r[1:]) for r in await cur.fetchall()}
+
+
+def customer(n: int, version: int, **data: Any) -> UpstreamObject:
+    body = {"id": f"cus_{n}", "object": "customer", "email": f"{n}@x.io", "created": 1, **data}
+    return UpstreamObject(f"cus_{n}", body, version)
