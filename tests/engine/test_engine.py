@@ -373,10 +373,11 @@ async def _has_email(up: Up, upstream_id: str, email: str) -> bool:
 async def test_a_failing_source_shows_error_health_and_recovers(up: Up) -> None:
     sync = await up.create_sync()
     await eventually(up.table_matches_standin)
-    # every request now gets a 429 that Stripe says not to retry: each poll fails at once
-    up.standin.faults.configure(rate_limit=0.001, rate_limit_should_retry=False)
+    # every request now gets a 429 with Retry-After: 1; a 429 is always retried, so a poll gives
+    # up only after its attempts are used (about 8 s), and then health must say so
+    up.standin.faults.configure(rate_limit=0.001, retry_after=1)
     try:
-        await eventually(lambda: _status_is(up, sync["id"], "error"))
+        await eventually(lambda: _status_is(up, sync["id"], "error"), timeout=40.0)
         health = (await up.sync(sync["id"]))["health"]
         assert health["errors"] >= 1 and health["last_error_at"] is not None
         assert "429" in health["last_error"] or "rate" in health["last_error"].lower()
@@ -384,8 +385,8 @@ async def test_a_failing_source_shows_error_health_and_recovers(up: Up) -> None:
         labels = {"sync": "acme", "sync_id": sync["id"]}
         assert _sample(await up.metrics(), "upsync_sync_errors_total", **labels) >= 1
     finally:
-        up.standin.faults.configure(rate_limit=None, rate_limit_should_retry=None)
-    await eventually(lambda: _status_is(up, sync["id"], "healthy"))
+        up.standin.faults.configure(rate_limit=None, retry_after=None)
+    await eventually(lambda: _status_is(up, sync["id"], "healthy"), timeout=40.0)
     assert (await up.sync(sync["id"]))["health"]["last_error"] is None
 
 
