@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +11,9 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.engine.consumers import TableTarget, deliver_to_tables
+from upsync.stream.catalog import create_stream, create_sync
+from upsync.stream.consumers import create_consumer
+from upsync.stream.migrations import migrate
 from upsync.stream.models import Consumer, Sync, UpstreamObject
 from upsync.stream.write import write
 
@@ -47,3 +52,34 @@ class Setup:
 def customer(n: int, version: int, **data: Any) -> UpstreamObject:
     body = {"id": f"cus_{n}", "object": "customer", "email": f"{n}@x.io", "created": 1, **data}
     return UpstreamObject(f"cus_{n}", body, version)
+
+
+@contextlib.asynccontextmanager
+async def table_consumer_world(
+    schema_dsn: str, schema: str
+) -> AsyncIterator[tuple[AsyncConnectionPool[Any], Sync, Consumer, TableTarget]]:
+    """A stream with a sync (customers, charges) and a table consumer (max_deliver=2) whose
+    typed tables live in ``<schema>_dest``; the tables' schema is dropped afterwards."""
+    target = TableTarget(schema=f"{schema}_dest")
+    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
+        async with pool.connection() as conn:
+            await migrate(conn, schema=schema)
+            stream = await create_stream(conn, "s", schema=schema)
+            sync = await create_sync(
+                conn,
+                stream_id=stream.id,
+                provider="stripe",
+                name="acme",
+                collection_ids=["stripe:customer", "stripe:charge"],
+                external_id="acme",
+                schema=schema,
+            )
+            consumer = await create_consumer(
+                conn, stream_id=stream.id, name="tables", max_deliver=2, schema=schema
+            )
+        await target.create_tables(pool)
+        yield pool, sync, consumer, target
+        async with pool.connection() as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(target.schema))
+            )

@@ -20,17 +20,14 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from tests.engine.helpers import table_consumer_world
 from upsync.engine.consumers import TableTarget, deliver_to_tables
 from upsync.errors import RecordError, RowRejected
 from upsync.records import Record, record_id
 from upsync.sinks import Route, TableSink
 from upsync.sinks.ddl import ensure_table_async
 from upsync.stream import (
-    create_consumer,
-    create_stream,
-    create_sync,
     list_dead_letters,
-    migrate,
     write,
 )
 from upsync.stream.models import Consumer, DeadLetter, Sync, UpstreamObject
@@ -77,29 +74,8 @@ class Pipeline:
 
 @pytest.fixture
 async def pipeline(schema_dsn: str, schema: str) -> AsyncIterator[Pipeline]:
-    target = TableTarget(schema=f"{schema}_dest")
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
-        async with pool.connection() as conn:
-            await migrate(conn, schema=schema)
-            stream = await create_stream(conn, "s", schema=schema)
-            sync = await create_sync(
-                conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
-                collection_ids=["stripe:customer", "stripe:charge"],
-                external_id="acme",
-                schema=schema,
-            )
-            consumer = await create_consumer(
-                conn, stream_id=stream.id, name="tables", max_deliver=2, schema=schema
-            )
-        await target.create_tables(pool)
+    async with table_consumer_world(schema_dsn, schema) as (pool, sync, consumer, target):
         yield Pipeline(pool, schema, sync, consumer, target)
-        async with pool.connection() as conn:
-            await conn.execute(
-                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(target.schema))
-            )
 
 
 def customer(n: int | str, version: int = 1, **data: Any) -> UpstreamObject:
