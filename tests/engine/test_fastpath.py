@@ -13,7 +13,9 @@ from upsync.engine.consumers import TableTarget, deliver_to_tables
 from upsync.engine.fastpath import column_expression, compile_target
 from upsync.sinks import Route, TableSink
 from upsync.stream.consumers import create_consumer
+from upsync.stream.delivery import claim, list_dead_letters, nack
 from upsync.stream.models import UpstreamObject
+from upsync.stream.write import write
 
 
 def charge(n: int, version: int, **data: Any) -> UpstreamObject:
@@ -107,3 +109,59 @@ async def test_what_sql_cannot_express_uses_the_python_path(setup: Setup) -> Non
     )
     assert await compile_target(setup.pool, with_callable, setup.schema) is None
     assert column_expression("data.a", "text; drop table x") is None
+
+
+async def test_a_record_committed_out_of_order_is_still_delivered(setup: Setup) -> None:
+    """Invariant 4 on the SQL-only path: A takes the lower updated_idx, B commits first and is
+    delivered (the cursor moves past it), then A commits: A must still reach its table."""
+    fast = await compile_target(setup.pool, setup.target.sink(), setup.schema)
+    assert fast is not None
+    async with setup.pool.connection() as a:
+        await a.execute("SELECT 1")  # an open transaction
+        await write(a, setup.sync, "stripe:customer", [customer(1, 1)], schema=setup.schema)
+        # (another collection: writers of one (sync, collection) wait for each other)
+        await setup.write("stripe:charge", charge(2, 1))
+        assert await fast.deliver(setup.pool, setup.consumer.id, 10) == 1
+        assert list(await setup.rows("charges", "amount")) == ["ch_2"]
+        await a.commit()
+    assert await fast.deliver(setup.pool, setup.consumer.id, 10) == 1
+    assert list(await setup.rows("customers", "email")) == ["cus_1"]
+    assert await fast.deliver(setup.pool, setup.consumer.id, 10) == 0
+
+
+async def test_messages_waiting_for_a_retry_go_first_and_newer_versions_supersede_them(
+    setup: Setup,
+) -> None:
+    fast = await compile_target(setup.pool, setup.target.sink(), setup.schema)
+    assert fast is not None
+    # a charge Postgres refuses twice (max_deliver=2) becomes a dead letter on the Python path
+    await setup.write("stripe:charge", charge(1, 1, amount="lots"))
+    for _ in range(2):
+        await deliver_to_tables(
+            setup.pool, setup.consumer, setup.target.sink(), schema=setup.schema
+        )
+    async with setup.pool.connection() as conn:
+        dead = await list_dead_letters(conn, setup.consumer, schema=setup.schema)
+    assert [d.record.upstream_id for d in dead] == ["ch_1"]
+    # a nacked customer waits as a message; the fast path takes it before the stream's next
+    await setup.write("stripe:customer", customer(1, 1))
+    async with setup.pool.connection() as conn:
+        got = await claim(conn, setup.consumer, 1, schema=setup.schema)
+        await nack(conn, setup.consumer, [m.ack_token for m in got.messages], schema=setup.schema)
+    await setup.write("stripe:customer", customer(2, 1))
+    assert await fast.deliver(setup.pool, setup.consumer.id, 10) == 1
+    assert list(await setup.rows("customers", "email")) == ["cus_1"]
+    # a valid new version of the dead charge is delivered and takes its dead letter away
+    await setup.write("stripe:charge", charge(1, 2))
+    while await fast.deliver(setup.pool, setup.consumer.id, 10):
+        pass
+    assert sorted(await setup.rows("customers", "email")) == ["cus_1", "cus_2"]
+    assert list(await setup.rows("charges", "amount")) == ["ch_1"]
+    async with setup.pool.connection() as conn:
+        assert await list_dead_letters(conn, setup.consumer, schema=setup.schema) == []
+        cur = await conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(setup.schema, "consumer_messages")
+            )
+        )
+        assert await cur.fetchone() == (0,)

@@ -21,8 +21,8 @@ from upsync.api.schemas import MAX_BATCH_SIZE, AckBody, NextBody, ReplayBody, Re
 from upsync.api.state import ApiState, Auth, State
 from upsync.records import Message
 from upsync.stream import tokens
+from upsync.stream.cursor import Cursor
 from upsync.stream.models import Batch, Consumer
-from upsync.stream.pages import Cursor
 
 __all__ = ["router"]
 

@@ -1,9 +1,10 @@
 """The server-side path of a managed table consumer whose tables live in the stream's database.
 
 Claiming a batch, applying it and acking it need not move a single record through Python: in
-one transaction, the consumer's next messages are deleted (``DELETE … RETURNING``, oldest
-``updated_idx`` first, ``SKIP LOCKED`` so several engines can share a consumer), and each
-target table gets one guarded ``INSERT … SELECT`` straight from the stream's ``records``:
+one transaction, under the consumer's row lock (engines sharing a consumer take turns), the
+consumer's cursor moves past its next records (:mod:`upsync.stream.cursor`; messages waiting
+for a retry, if any, are taken and deleted first), and each target table gets one guarded
+``INSERT … SELECT`` straight from the stream's ``records``:
 
     INSERT INTO t (…) SELECT <column expressions> FROM records r LEFT JOIN syncs s …
     WHERE r.id = ANY(<claimed ids>) AND r.collection_id = … ORDER BY 1
@@ -11,9 +12,9 @@ target table gets one guarded ``INSERT … SELECT`` straight from the stream's `
 
 Each column's source compiles to SQL: record attributes to ``records`` columns, the sync's
 fields to ``syncs`` columns, ``data`` paths to ``r.data #>> '{a,b,0,c}'`` cast to the column's
-type. Deleting a message commits with the rows it delivered (invariant 8); a newer version
-written meanwhile gets a fresh pending message from its writer, so nothing is skipped
-(invariant 4), and the version guard keeps each row at its highest version (invariant 6).
+type. The cursor's move commits with the rows it delivered (invariant 8); a newer version
+written meanwhile is beyond the cursor, so nothing is skipped (invariant 4), and the version
+guard keeps each row at its highest version (invariant 6).
 
 What SQL cannot express (a callable source, hard deletes) makes :func:`compile_target` return
 ``None``: the consumer then uses the Python path. A batch Postgres refuses (a value that does not
@@ -35,6 +36,7 @@ from upsync.crashpoints import crash_point
 from upsync.sinks.routes import Route, _parse_path
 from upsync.sinks.table import TableSink
 from upsync.stream._sql import DEFAULT_SCHEMA, q
+from upsync.stream.cursor import pull
 
 __all__ = ["CompiledRoute", "FastPath", "column_expression", "compile_target"]
 
@@ -59,6 +61,21 @@ _JSON_TYPES = frozenset({"json", "jsonb"})
 # a type name as pg_catalog.format_type prints it; anything else is not trusted into SQL
 _TYPE_RE = re.compile(r"[a-z_][a-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])?")
 
+_LOCK = """
+SELECT
+    EXISTS (SELECT 1 FROM {consumer_messages} m
+        WHERE m.consumer_id = k.id AND m.state <> 'dead'
+            AND (m.state = 'pending' OR m.ack_deadline <= now())) AS ready,
+    EXISTS (SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id) AS any_messages
+FROM {consumers} k WHERE k.id = %(c)s FOR NO KEY UPDATE
+"""
+# messages a directly delivered version supersedes (a dead letter or a nacked older version)
+_SUPERSEDED = """
+DELETE FROM {consumer_messages} m
+USING unnest(%(ids)s::uuid[], %(idxs)s::bigint[]) AS t(rid, idx)
+WHERE m.consumer_id = %(c)s AND m.record_id = t.rid AND m.state <> 'delivered'
+    AND m.updated_idx <= t.idx
+"""
 _PICK = """
 WITH pick AS (
     SELECT m.record_id FROM {consumer_messages} m
@@ -178,10 +195,7 @@ class FastPath:
         Any database error leaves everything as it was (the transaction rolls back).
         """
         async with pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                q(self.stream_schema, _PICK), {"c": consumer_id, "n": batch_size}
-            )
-            ids = [row[0] for row in await cur.fetchall()]
+            ids = await self._take(conn, consumer_id, batch_size)
             if not ids:
                 return 0
             crash_point("consumer.claimed")
@@ -199,3 +213,21 @@ class FastPath:
             crash_point("consumer.before_commit")
         crash_point("consumer.after_commit")
         return len(ids)
+
+    async def _take(self, conn: Any, consumer_id: str, batch_size: int) -> list[Any]:
+        """The ids of the next batch, under the consumer's row lock: messages waiting for a
+        retry first, else straight from the stream through the consumer's cursor."""
+        schema = self.stream_schema
+        cur = await conn.execute(q(schema, _LOCK), {"c": consumer_id})
+        row = await cur.fetchone()
+        if row is None:  # the consumer was deleted
+            return []
+        ready, any_messages = row
+        if ready:
+            cur = await conn.execute(q(schema, _PICK), {"c": consumer_id, "n": batch_size})
+            return [r[0] for r in await cur.fetchall()]
+        pulled = await pull(conn, consumer_id, batch_size, schema=schema)
+        if pulled.ids and any_messages:
+            params = {"c": consumer_id, "ids": list(pulled.ids), "idxs": list(pulled.positions)}
+            await conn.execute(q(schema, _SUPERSEDED), params)
+        return list(pulled.ids)

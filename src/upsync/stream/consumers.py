@@ -1,12 +1,9 @@
 """Consumers: create, list, get, update, delete, rewind (connection-level).
 
-A consumer owes its records through rows of ``consumer_messages`` (see
-:mod:`upsync.stream.delivery`). Writers add those rows in the transaction that writes the record;
-this module adds them for records that already exist (``deliver_policy`` at creation, rewind,
-replay). Those back-fills lock the stream row ``FOR UPDATE``, which waits for every writer
-holding its ``FOR KEY SHARE`` lock to commit and holds new writers back until the back-fill
-commits: each record version is then either seen by the back-fill or fanned out by its writer,
-never neither.
+A consumer reads the stream through a cursor (:mod:`upsync.stream.cursor`); creating one and
+rewinding one only place that cursor. Both lock the stream row ``FOR UPDATE``, which waits for
+every writer holding its ``FOR KEY SHARE`` lock to commit and holds new writers back until the
+placement commits, so the start position is exact.
 
 ``deliver_policy`` (applied once, at creation):
 
@@ -32,33 +29,20 @@ from upsync.errors import ConfigurationError, NotFound
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.catalog import as_uuid, get_stream
 from upsync.stream.clock import Clock, db_clock
+from upsync.stream.cursor import set_cursor
 from upsync.stream.models import DELIVER_POLICIES, Consumer, Filters
 from upsync.stream.write import check_isolation
 
 _UNSET: Any = object()
 
-_BACKFILL = """
-WITH src AS (
-    SELECT r.id, r.updated_idx FROM {records} r
-    WHERE r.stream_id = %(stream)s
-        AND (%(fp)s = '*' OR r.provider = %(fp)s)
-        AND (%(fs)s = '*' OR r.sync_id::text = %(fs)s)
-        AND (%(fc)s = '*' OR r.collection_id = %(fc)s)
-        AND r.updated_idx > %(after)s
-        AND (%(since)s::timestamptz IS NULL OR r.updated_at >= %(since)s::timestamptz)
-    ORDER BY r.updated_idx DESC
-    LIMIT %(limit)s
-),
-ins AS (
-    INSERT INTO {consumer_messages} AS m (consumer_id, record_id, updated_idx)
-    SELECT %(consumer)s, id, updated_idx FROM src ORDER BY id
-    ON CONFLICT (consumer_id, record_id) DO UPDATE SET
-        updated_idx = excluded.updated_idx, state = 'pending', deliver_count = 0, dead_at = NULL
-    -- a message held by a worker is already being delivered at its latest version
-    WHERE m.state <> 'delivered'
-    RETURNING 1
-)
-SELECT count(*) FROM ins
+_MATCHING = """
+SELECT {agg} FROM {records} r
+WHERE r.stream_id = %(stream)s
+    AND (%(fp)s = '*' OR r.provider = %(fp)s)
+    AND (%(fs)s = '*' OR r.sync_id::text = %(fs)s)
+    AND (%(fc)s = '*' OR r.collection_id = %(fc)s)
+    AND r.updated_idx > %(after)s
+    AND (%(since)s::timestamptz IS NULL OR r.updated_at >= %(since)s::timestamptz)
 """
 
 
@@ -133,34 +117,52 @@ async def lock_stream(conn: AConn, stream_id: str, *, schema: str) -> None:
     check_isolation(row[1])
 
 
-async def _backfill(
+async def _matching(
     conn: AConn,
     consumer: Consumer,
+    agg: str,
     *,
     after: int = 0,
     since: datetime | None = None,
-    limit: int | None = None,
     schema: str,
-) -> int:
+) -> int | None:
+    """``agg`` (an aggregate over ``r``) of the records matching the consumer's filters."""
     f = consumer.filters
+    query = q(schema, _MATCHING.replace("{agg}", agg))
     cur = await conn.execute(
-        q(schema, _BACKFILL),
+        query,
         {
             "stream": consumer.stream_id,
-            "consumer": consumer.id,
             "fp": f.provider,
             "fs": f.sync_id,
             "fc": f.collection_id,
             "after": after,
             "since": since,
-            "limit": limit,
         },
     )
     row = await cur.fetchone()
-    count = int(row[0]) if row else 0
-    if count:
-        await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
-    return count
+    return None if row is None or row[0] is None else int(row[0])
+
+
+async def _start_after(conn: AConn, consumer: Consumer, clock: Clock, schema: str) -> int:
+    """Where ``deliver_policy`` starts the cursor (the stream is locked: no writer is active)."""
+    policy = consumer.deliver_policy
+    if policy == "all":
+        return 0
+    cur = await conn.execute(
+        q(schema, "SELECT coalesce(max(updated_idx), 0) FROM {records} WHERE stream_id = %s"),
+        [consumer.stream_id],
+    )
+    row = await cur.fetchone()
+    end = int(row[0]) if row else 0
+    if policy == "last":
+        last = await _matching(conn, consumer, "max(r.updated_idx)", schema=schema)
+        return end if last is None else last - 1
+    if policy == "1h":
+        since = await _now(conn, clock) - timedelta(hours=1)
+        first = await _matching(conn, consumer, "min(r.updated_idx)", since=since, schema=schema)
+        return end if first is None else first - 1
+    return end  # "new"
 
 
 async def _now(conn: AConn, clock: Clock) -> datetime:
@@ -231,13 +233,9 @@ async def create_consumer(
                 f"name: a consumer named {name!r} already exists on this stream"
             )
         consumer = _consumer(row)
-        if deliver_policy == "all":
-            await _backfill(conn, consumer, schema=schema)
-        elif deliver_policy == "last":
-            await _backfill(conn, consumer, limit=1, schema=schema)
-        elif deliver_policy == "1h":
-            since = await _now(conn, clock) - timedelta(hours=1)
-            await _backfill(conn, consumer, since=since, schema=schema)
+        after = await _start_after(conn, consumer, clock, schema)
+        await set_cursor(conn, consumer.id, after, schema=schema)
+        await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
     return consumer
 
 
@@ -298,8 +296,8 @@ async def update_consumer(
     deliver_policy: str = _UNSET,
     schema: str = DEFAULT_SCHEMA,
 ) -> Consumer:
-    """Change settings. New ``filters`` apply to records written from now on (use
-    :func:`rewind` to re-deliver older records that now match)."""
+    """Change settings. New ``filters`` apply to the records the consumer's cursor has not
+    reached yet (use :func:`rewind` to re-deliver older records that now match)."""
     if deliver_policy is not _UNSET and deliver_policy != consumer.deliver_policy:
         raise ConfigurationError(
             "deliver_policy: applies only when a consumer is created; use rewind to re-deliver"
@@ -368,10 +366,14 @@ async def rewind(
     conn: AConn, consumer: Consumer, *, after_idx: int = 0, schema: str = DEFAULT_SCHEMA
 ) -> int:
     """Re-deliver every matching record whose ``updated_idx`` is greater than ``after_idx``
-    (``0``: replay from the start). Dead letters among them are revived; messages currently
-    held by a worker stay with it. Returns how many messages were queued."""
+    (``0``: replay from the start): the consumer's cursor moves back there. Dead letters among
+    them are revived when the cursor reaches them; messages currently held by a worker stay with
+    it. Returns how many records the cursor will deliver again."""
     if type(after_idx) is not int or after_idx < 0:
         raise ConfigurationError(f"after_idx: expected an integer >= 0, got {after_idx!r}")
     async with conn.transaction():
         await lock_stream(conn, consumer.stream_id, schema=schema)
-        return await _backfill(conn, consumer, after=after_idx, schema=schema)
+        await set_cursor(conn, consumer.id, after_idx, schema=schema)
+        queued = await _matching(conn, consumer, "count(*)", after=after_idx, schema=schema)
+        await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
+    return queued or 0

@@ -1,5 +1,7 @@
 """Delivery: next (claim), ack, nack, info, dead letters (connection-level).
 
+A claim first pulls from the stream (:mod:`upsync.stream.cursor`) as many records as it can
+hand out, into ``consumer_messages``; records the cursor has not reached count as pending.
 Each ``(consumer, record)`` has at most one row in ``consumer_messages``, carrying the latest
 ``updated_idx`` the consumer owes for that record. Its states:
 
@@ -30,12 +32,18 @@ from upsync.records import Message, Record, SyncRef
 from upsync.stream import tokens as _tokens
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.clock import Clock, db_clock
+from upsync.stream.cursor import BACKLOG, enqueue
 from upsync.stream.models import Consumer, ConsumerInfo, DeadLetter
 
 _LOCK_CONSUMER = """
 SELECT k.ack_wait_ms, k.max_deliver, k.max_ack_pending,
     (SELECT count(*) FROM {consumer_messages} m
-     WHERE m.consumer_id = k.id AND m.state = 'delivered' AND m.ack_deadline > {now}) AS held
+     WHERE m.consumer_id = k.id AND m.state = 'delivered' AND m.ack_deadline > {now}) AS held,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM {consumer_messages} m
+        WHERE m.consumer_id = k.id AND m.state <> 'dead'
+            AND (m.state = 'pending' OR m.ack_deadline <= {now})
+        LIMIT %(cap)s) x) AS ready
 FROM {consumers} k
 WHERE k.id = %(c)s FOR NO KEY UPDATE
 """
@@ -92,7 +100,7 @@ SELECT
         SELECT 1 FROM {consumer_messages} m
         WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
             AND (m.state = 'pending' OR (m.ack_deadline <= {now} AND NOT {exhausted}))
-        LIMIT %(cap)s) x) AS pending,
+        LIMIT %(cap)s) x) + ({backlog}) AS pending,
     (SELECT count(*) FROM {consumer_messages} m
      WHERE m.consumer_id = %(c)s AND m.state = 'delivered' AND m.ack_deadline > {now})
         AS ack_pending,
@@ -198,10 +206,12 @@ def record_from_row(row: dict[str, Any]) -> Record:
     )
 
 
-async def _settings(conn: AConn, consumer: Consumer, schema: str, clock: Clock) -> dict[str, Any]:
+async def _settings(
+    conn: AConn, consumer: Consumer, schema: str, clock: Clock, cap: int = 0
+) -> dict[str, Any]:
     now = clock()
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q(schema, _LOCK_CONSUMER), {"c": consumer.id, "now": now})
+        await cur.execute(q(schema, _LOCK_CONSUMER), {"c": consumer.id, "now": now, "cap": cap})
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"consumer {consumer.id!r} not found")
@@ -221,9 +231,11 @@ async def claim(
     Messages whose deadline passed after ``max_deliver`` attempts become dead letters first.
     """
     async with conn.transaction():
-        params = await _settings(conn, consumer, schema, clock)
+        params = await _settings(conn, consumer, schema, clock, cap=batch_size)
         params["n"] = max(0, min(batch_size, params["max_ack_pending"] - params["held"]))
         params["cap"] = INFO_CAP
+        if params["n"] > params["ready"]:  # pull just what this claim can hand out
+            await enqueue(conn, consumer.id, params["n"] - params["ready"], schema=schema)
         await conn.execute(q(schema, _MARK_DEAD), params)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q(schema, _CLAIM), params)
@@ -244,7 +256,7 @@ async def claim(
 async def _info(
     conn: AConn, params: dict[str, Any], schema: str
 ) -> tuple[ConsumerInfo, float | None]:
-    cur = await conn.execute(q(schema, _INFO), params)
+    cur = await conn.execute(q(schema, _INFO.replace("{backlog}", BACKLOG)), params)
     row = await cur.fetchone()
     assert row is not None
     pending, ack_pending, dead, wake = row

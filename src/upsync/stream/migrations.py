@@ -189,6 +189,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE {consumer_messages} ADD COLUMN IF NOT EXISTS last_error text;
         """,
     ),
+    Migration(
+        6,
+        "consumers read the stream through a cursor; writers no longer fan out messages",
+        # each consumer now pulls records into consumer_messages when it claims (see
+        # upsync.stream.cursor), so a write costs the same whatever the number of consumers.
+        # Consumers that exist already were fanned out to up to now: they start at the end.
+        """
+        ALTER TABLE {consumers}
+            ADD COLUMN IF NOT EXISTS after_idx bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS late_after bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS cursor_snapshot text;
+        UPDATE {consumers} k SET after_idx = coalesce(
+            (SELECT max(r.updated_idx) FROM {records} r WHERE r.stream_id = k.stream_id), 0),
+            cursor_snapshot = pg_current_snapshot()::text;
+        """,
+    ),
 )
 
 _BOOTSTRAP = """

@@ -14,21 +14,17 @@ them. A row can therefore appear in two pages (once as late), never in none.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from upsync.errors import ConfigurationError
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
+from upsync.stream.cursor import Cursor, next_cursor
 from upsync.stream.delivery import record_from_row
 from upsync.stream.models import Event, EventPage, RecordPage
 
 MAX_LIMIT = 1000
-_SNAPSHOT_RE = re.compile(r"\d+:\d+:[\d,]*")
 
 _FILTERS = """
     AND (%(stream)s::text IS NULL OR r.stream_id::text = %(stream)s)
@@ -38,8 +34,10 @@ _FILTERS = """
 """
 
 # {pos}: the position column; {cols}/{source}: what to select and from where
+# one row even for an empty page (all NULL but page_snapshot): the snapshot must come from the
+# same statement as the rows, or a late writer committing in between would be skipped
 _PAGE = """
-SELECT *, pg_current_snapshot()::text AS page_snapshot FROM (
+SELECT page.*, pg_current_snapshot()::text AS page_snapshot FROM (SELECT 1) one LEFT JOIN (
     (SELECT {cols}, true AS late FROM {source}
      WHERE %(snap)s::pg_snapshot IS NOT NULL
         AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
@@ -52,8 +50,8 @@ SELECT *, pg_current_snapshot()::text AS page_snapshot FROM (
      WHERE {pos} > %(after)s
         {filters}
      ORDER BY {pos} LIMIT %(limit)s)
-) page
-ORDER BY late DESC, position
+) page ON true
+ORDER BY page.late DESC, page.position
 LIMIT %(limit)s
 """
 
@@ -73,50 +71,6 @@ _RECORDS = _page_sql(
     "r.updated_idx",
 )
 _EVENTS = _page_sql("r.*", "{events} r", "r.seq")
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Where a page ended: the last position, the snapshot it was read in, and how far the
-    next page already got through the late rows of that snapshot."""
-
-    after: int = 0
-    late_after: int = 0
-    snapshot: str | None = None
-
-    def encode(self) -> str:
-        text = f"{self.after}.{self.late_after}.{self.snapshot or ''}"
-        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, cursor: str | None) -> Cursor:
-        """A cursor from this API (``None``: the start); :class:`ConfigurationError` if not."""
-        if cursor is None:
-            return cls()
-        try:
-            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-            after, late_after, snapshot = text.split(".")
-            parsed = cls(int(after), int(late_after), snapshot or None)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ConfigurationError(
-                f"after_cursor: {cursor[:40]!r} is not a cursor from this API"
-            ) from None
-        if (
-            parsed.after < 0
-            or not 0 <= parsed.late_after <= parsed.after
-            or (parsed.snapshot is not None and not _SNAPSHOT_RE.fullmatch(parsed.snapshot))
-        ):
-            raise ConfigurationError(f"after_cursor: {cursor[:40]!r} is not a cursor from this API")
-        return parsed
-
-
-def next_cursor(cursor: Cursor, rows: list[dict[str, Any]], limit: int, snapshot: str) -> Cursor:
-    """The cursor after a page (pure): see the module docstring."""
-    late = [r["position"] for r in rows if r["late"]]
-    if late and len(late) >= limit:  # late rows may remain: stay in the old snapshot
-        return Cursor(cursor.after, late[-1], cursor.snapshot)
-    fresh = [r["position"] for r in rows if not r["late"]]
-    return Cursor(max([cursor.after, *fresh]), 0, snapshot)
 
 
 def _params(
@@ -148,12 +102,7 @@ async def _page(
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(q(schema, query), params)
         rows = await cur.fetchall()
-        if rows:
-            return rows, rows[0]["page_snapshot"]
-        await cur.execute("SELECT pg_current_snapshot()::text AS s")
-        row = await cur.fetchone()
-    assert row is not None
-    return rows, row["s"]
+    return [r for r in rows if r["position"] is not None], rows[0]["page_snapshot"]
 
 
 async def records_page(

@@ -12,8 +12,8 @@ table, then one set-based statement):
   ``v`` from the schema's sequence and numbers its changes ``(v << 20) + 1, + 2, …``, so every
   later batch is above every earlier one; the gaps are harmless), upserts the record, appends
   a ``created`` / ``updated`` / ``deleted`` event (``changes`` holds the previous values of the
-  top-level fields that changed), and fans the new version out to every consumer
-  whose filters match (invariant 4: delivery reads those rows, never "idx > cursor");
+  top-level fields that changed); consumers pull it from there (:mod:`upsync.stream.cursor`:
+  a write costs the same whatever the number of consumers);
 - unchanged objects bump nothing and emit nothing.
 
 **Staleness rule (invariant 3).** Every snapshot carries a ``source_version`` (a bigint the sync
@@ -30,8 +30,8 @@ later stays stale.
 Writes of the same ``(sync, collection)`` are serialised by a transaction-scoped advisory lock
 (the ids of two different pairs never overlap, so no other writer can touch these records).
 Every write also holds a ``FOR KEY SHARE`` lock on its stream row until commit; consumer
-creation, rewind and deletion take ``FOR UPDATE`` on that row, so they never run between a
-writer's fan-out and its commit.
+creation, rewind and deletion take ``FOR UPDATE`` on that row, so they place a consumer's cursor
+while no write is in progress.
 """
 
 from __future__ import annotations
@@ -156,23 +156,6 @@ ev AS (
         ) END,
         upstream_updated_at, {now}
     FROM c
-),
-fan AS (
-    INSERT INTO {consumer_messages} AS m (consumer_id, record_id, updated_idx)
-    SELECT k.id, c.id, c.idx
-    FROM c CROSS JOIN {consumers} k
-    WHERE k.stream_id = %(stream)s
-        AND k.filter_provider IN ('*', %(provider)s)
-        AND k.filter_sync_id IN ('*', %(sync_text)s)
-        AND k.filter_collection_id IN ('*', %(collection)s)
-    ORDER BY k.id, c.id
-    ON CONFLICT (consumer_id, record_id) DO UPDATE SET
-        updated_idx = excluded.updated_idx,
-        -- a message held by a worker stays held: acking that older delivery re-queues it
-        state = CASE WHEN m.state = 'delivered' THEN 'delivered' ELSE 'pending' END,
-        deliver_count = CASE WHEN m.state = 'delivered' THEN m.deliver_count ELSE 0 END,
-        dead_at = NULL
-    WHERE m.updated_idx < excluded.updated_idx
 ),
 note AS (
     SELECT pg_notify(%(channel)s, %(stream)s::text) FROM (SELECT 1 FROM c LIMIT 1) one
@@ -361,7 +344,6 @@ async def _write_chunk(
         {
             "stream": sync.stream_id,
             "sync": sync.id,
-            "sync_text": sync.id,
             "provider": sync.provider,
             "collection": collection_id,
             "channel": channel(schema),
