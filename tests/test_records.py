@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from upsync import Record, RecordError, SyncRef, decode_messages, decode_records, encode_records
-from upsync.records import record_id
+from upsync.records import RecordIds, record_id
 
 
 def wire(**overrides: Any) -> dict[str, Any]:
@@ -200,3 +200,12 @@ records = st.builds(
 @given(st.lists(records, max_size=5))
 def test_encode_decode_round_trip(rs: list[Record]) -> None:
     assert decode_records(encode_records(rs)) == rs
+
+
+@given(st.text(), st.text(min_size=1), st.text())
+def test_record_ids_of_a_batch_equal_record_id(
+    sync_id: str, collection_id: str, upstream_id: str
+) -> None:
+    assume(not any(0xD800 <= ord(c) <= 0xDFFF for c in sync_id + collection_id + upstream_id))
+    ids = RecordIds(sync_id, collection_id)
+    assert ids(upstream_id) == record_id(sync_id, collection_id, upstream_id)

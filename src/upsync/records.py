@@ -14,6 +14,7 @@ was expected.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,27 @@ _KNOWN = frozenset(
 def record_id(sync_id: str, collection_id: str, upstream_id: str) -> str:
     """The stable id of an upstream object: the same for every version, unique across syncs."""
     return str(uuid.uuid5(RECORD_ID_NAMESPACE, f"{sync_id}\x1f{collection_id}\x1f{upstream_id}"))
+
+
+class RecordIds:
+    """:func:`record_id` for many objects of one ``(sync, collection)``, about twice as fast:
+    the SHA-1 state of the shared prefix is computed once (``uuid5`` is SHA-1 of namespace +
+    name, with the version and variant bits set)."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, sync_id: str, collection_id: str) -> None:
+        self._prefix = hashlib.sha1(RECORD_ID_NAMESPACE.bytes, usedforsecurity=False)
+        self._prefix.update(f"{sync_id}\x1f{collection_id}\x1f".encode())
+
+    def __call__(self, upstream_id: str) -> str:
+        h = self._prefix.copy()
+        h.update(upstream_id.encode())
+        b = bytearray(h.digest()[:16])
+        b[6] = (b[6] & 0x0F) | 0x50
+        b[8] = (b[8] & 0x3F) | 0x80
+        x = b.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
 from upsync.sinks.routes import Route, _parse_path
 from upsync.sinks.table import TableSink
 from upsync.stream._sql import DEFAULT_SCHEMA, q
-from upsync.stream.cursor import pull
+from upsync.stream.cursor import READER_COLS, Reader, pull
 
 __all__ = ["CompiledRoute", "FastPath", "column_expression", "compile_target"]
 
@@ -66,9 +67,15 @@ SELECT
     EXISTS (SELECT 1 FROM {consumer_messages} m
         WHERE m.consumer_id = k.id AND m.state <> 'dead'
             AND (m.state = 'pending' OR m.ack_deadline <= now())) AS ready,
-    EXISTS (SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id) AS any_messages
+    EXISTS (SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id) AS any_messages,
+    -- a batch's rows are sorted (row locks in one order): keep that in memory
+    CASE WHEN pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024
+        THEN set_config('work_mem', '64MB', true) END AS work_mem,
+    -- per-id lookups look costly to the planner, but compiling them costs more than running them
+    set_config('jit', 'off', true) AS jit,
+    {reader_cols}
 FROM {consumers} k WHERE k.id = %(c)s FOR NO KEY UPDATE
-"""
+""".replace("{reader_cols}", READER_COLS)
 # messages a directly delivered version supersedes (a dead letter or a nacked older version)
 _SUPERSEDED = """
 DELETE FROM {consumer_messages} m
@@ -90,7 +97,8 @@ WHERE m.consumer_id = %(c)s AND m.record_id = pick.record_id
 RETURNING m.record_id
 """
 _COLLECTIONS = """
-SELECT collection_id, array_agg(id) FROM {records} WHERE id = ANY(%s) GROUP BY collection_id
+SELECT DISTINCT r.collection_id FROM unnest(%s::uuid[]) AS pick(id)
+CROSS JOIN LATERAL (SELECT x.collection_id FROM {records} x WHERE x.id = pick.id OFFSET 0) r
 """
 _COLUMN_TYPES = """
 SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
@@ -132,9 +140,13 @@ def _insert(
         if n != route.key_column
     )
     return sql.SQL(
-        "INSERT INTO {table} AS t ({cols}) SELECT {exprs} FROM {records} r "
+        # one primary-key lookup per id (OFFSET 0 keeps the lateral from being flattened):
+        # with the statistics of a fast-growing stream, the planner may otherwise scan it all
+        "INSERT INTO {table} AS t ({cols}) SELECT {exprs} "
+        "FROM unnest(%(ids)s::uuid[]) AS pick(id) "
+        "CROSS JOIN LATERAL (SELECT * FROM {records} x WHERE x.id = pick.id OFFSET 0) r "
         "LEFT JOIN {syncs} s ON s.id = r.sync_id "
-        "WHERE r.id = ANY(%(ids)s) AND {where} ORDER BY 1 "
+        "WHERE {where} ORDER BY 1 "
         "ON CONFLICT ({key}) DO UPDATE SET {updates} "
         "WHERE t.{version} < excluded.{version}"
     ).format(
@@ -200,7 +212,7 @@ class FastPath:
                 return 0
             crash_point("consumer.claimed")
             cur = await conn.execute(q(self.stream_schema, _COLLECTIONS), [ids])
-            present = {collection for collection, _ in await cur.fetchall()}
+            present = {collection for (collection,) in await cur.fetchall()}
             for route in self.routes:
                 wanted = route.collection_id is None and bool(present - set(self.routed))
                 if route.collection_id in present or wanted:
@@ -218,16 +230,16 @@ class FastPath:
         """The ids of the next batch, under the consumer's row lock: messages waiting for a
         retry first, else straight from the stream through the consumer's cursor."""
         schema = self.stream_schema
-        cur = await conn.execute(q(schema, _LOCK), {"c": consumer_id})
-        row = await cur.fetchone()
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q(schema, _LOCK), {"c": consumer_id})
+            row = await cur.fetchone()
         if row is None:  # the consumer was deleted
             return []
-        ready, any_messages = row
-        if ready:
+        if row["ready"]:
             cur = await conn.execute(q(schema, _PICK), {"c": consumer_id, "n": batch_size})
             return [r[0] for r in await cur.fetchall()]
-        pulled = await pull(conn, consumer_id, batch_size, schema=schema)
-        if pulled.ids and any_messages:
-            params = {"c": consumer_id, "ids": list(pulled.ids), "idxs": list(pulled.positions)}
+        pulled = await pull(conn, Reader.from_row(row), batch_size, schema=schema)
+        if pulled.ids and row["any_messages"]:
+            params = {"c": consumer_id, "ids": pulled.ids, "idxs": pulled.positions}
             await conn.execute(q(schema, _SUPERSEDED), params)
-        return list(pulled.ids)
+        return pulled.ids

@@ -25,8 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,38 +79,48 @@ def next_cursor(cursor: Cursor, rows: list[dict[str, Any]], limit: int, snapshot
     return Cursor(max([cursor.after, *fresh]), 0, snapshot)
 
 
-# the consumer's filters, with '*' matching everything
-_MATCH = """
-    r.stream_id = k.stream_id
-    AND (k.filter_provider = '*' OR r.provider = k.filter_provider)
-    AND (k.filter_sync_id = '*' OR r.sync_id::text = k.filter_sync_id)
-    AND (k.filter_collection_id = '*' OR r.collection_id = k.filter_collection_id)
+_FILTERS = """
+    AND (%(stream)s::text IS NULL OR r.stream_id::text = %(stream)s)
+    AND (%(sync)s::text IS NULL OR r.sync_id::text = %(sync)s)
+    AND (%(provider)s::text IS NULL OR r.provider = %(provider)s)
+    AND (%(collection)s::text IS NULL OR r.collection_id = %(collection)s)
 """
 
-# one row even when nothing is pulled: the snapshot must come from the same statement as the
-# rows (a later statement could see a late writer commit that this one did not return)
-_PULL = """
-WITH k AS (
-    SELECT *, cursor_snapshot::pg_snapshot AS snap FROM {consumers} WHERE id = %(c)s
-)
-SELECT k.after_idx, k.late_after, k.cursor_snapshot,
-    pg_current_snapshot()::text AS pull_snapshot, page.id, page.position, page.late
-FROM k LEFT JOIN LATERAL (
-    (SELECT r.id, r.updated_idx AS position, true AS late FROM {records} r
-     WHERE k.snap IS NOT NULL
-        AND r.xid >= pg_snapshot_xmin(k.snap)::text::bigint
-        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, k.snap)
-        AND r.updated_idx <= k.after_idx AND r.updated_idx > k.late_after
-        AND {match}
-     ORDER BY r.updated_idx LIMIT %(n)s)
+# {pos}: the position column; {cols}/{source}: what to select and from where
+# one row even for an empty page (all NULL but page_snapshot): the snapshot must come from the
+# same statement as the rows, or a late writer committing in between would be skipped
+_PAGE = """
+SELECT page.*, pg_current_snapshot()::text AS page_snapshot FROM (SELECT 1) one LEFT JOIN (
+    (SELECT {cols}, true AS late FROM {source}
+     WHERE %(snap)s::pg_snapshot IS NOT NULL
+        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
+        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
+        AND {pos} <= %(after)s AND {pos} > %(late_after)s
+        {filters}
+     ORDER BY {pos} LIMIT %(limit)s)
     UNION ALL
-    (SELECT r.id, r.updated_idx, false FROM {records} r
-     WHERE r.updated_idx > k.after_idx AND {match}
-     ORDER BY r.updated_idx LIMIT %(n)s)
+    (SELECT {cols}, false AS late FROM {source}
+     WHERE {pos} > %(after)s
+        {filters}
+     ORDER BY {pos} LIMIT %(limit)s)
 ) page ON true
 ORDER BY page.late DESC, page.position
-LIMIT %(n)s
-""".replace("{match}", _MATCH)
+LIMIT %(limit)s
+"""
+
+
+def page_sql(cols: str, source: str, pos: str) -> str:
+    """The page statement over ``source`` (aliased ``r``) ordered by ``pos``."""
+    return (
+        _PAGE.replace("{cols}", f"{cols}, {pos} AS position")
+        .replace("{source}", source)
+        .replace("{pos}", pos)
+        .replace("{filters}", _FILTERS)
+    )
+
+
+# ids as text: they only go back to Postgres, and making uuid.UUID objects costs ~4 µs each
+_PULL = page_sql("r.id::text", "{records} r", "r.updated_idx")
 
 _MOVE = """
 UPDATE {consumers} SET after_idx = %(after)s, late_after = %(late_after)s,
@@ -119,26 +128,72 @@ UPDATE {consumers} SET after_idx = %(after)s, late_after = %(late_after)s,
 WHERE id = %(c)s
 """
 
-# how many matching records the cursor has not reached yet, up to %(cap)s (NULL: all)
-BACKLOG = """
+#: how many matching records a cursor has not reached yet, up to ``%(cap)s`` (NULL: all)
+BACKLOG = (
+    """
 SELECT count(*) FROM (
-    SELECT 1 FROM {consumers} k
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM {records} r
-        WHERE k.cursor_snapshot IS NOT NULL
-            AND r.xid >= pg_snapshot_xmin(k.cursor_snapshot::pg_snapshot)::text::bigint
-            AND NOT pg_visible_in_snapshot(r.xid::text::xid8, k.cursor_snapshot::pg_snapshot)
-            AND r.updated_idx <= k.after_idx AND r.updated_idx > k.late_after
-            AND {match}
-        UNION ALL
-        SELECT 1 FROM {records} r WHERE r.updated_idx > k.after_idx AND {match}
-    ) x
-    WHERE k.id = %(c)s
+    SELECT 1 FROM {records} r
+    WHERE %(snap)s::pg_snapshot IS NOT NULL
+        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
+        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
+        AND r.updated_idx <= %(after)s AND r.updated_idx > %(late_after)s
+        {filters}
+    UNION ALL
+    SELECT 1 FROM {records} r WHERE r.updated_idx > %(after)s {filters}
     LIMIT %(cap)s
 ) backlog
-""".replace("{match}", _MATCH)
+"""
+).replace("{filters}", _FILTERS)
+
+#: the columns of ``consumers k`` that :meth:`Reader.from_row` reads
+READER_COLS = (
+    "k.id AS reader_id, k.stream_id AS reader_stream_id, k.filter_provider, k.filter_sync_id, "
+    "k.filter_collection_id, k.after_idx, k.late_after, k.cursor_snapshot"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A consumer's view of the stream: what it matches and where its cursor is."""
+
+    consumer_id: str
+    stream_id: str
+    provider: str
+    sync_id: str
+    collection_id: str
+    cursor: Cursor
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Reader:
+        """From a row with the :data:`READER_COLS` columns."""
+        return cls(
+            str(row["reader_id"]),
+            str(row["reader_stream_id"]),
+            row["filter_provider"],
+            row["filter_sync_id"],
+            row["filter_collection_id"],
+            Cursor(row["after_idx"], row["late_after"], row["cursor_snapshot"]),
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The page statements' parameters for this reader ('*' is no filter)."""
+        return {
+            "stream": self.stream_id,
+            "provider": None if self.provider == "*" else self.provider,
+            "sync": None if self.sync_id == "*" else self.sync_id,
+            "collection": None if self.collection_id == "*" else self.collection_id,
+            "after": self.cursor.after,
+            "late_after": self.cursor.late_after,
+            "snap": self.cursor.snapshot,
+        }
+
 
 _ENQUEUE = """
+WITH moved AS (
+    UPDATE {consumers} SET after_idx = %(after)s, late_after = %(late_after)s,
+        cursor_snapshot = %(snapshot)s
+    WHERE id = %(c)s
+)
 INSERT INTO {consumer_messages} AS m (consumer_id, record_id, updated_idx)
 SELECT %(c)s, t.rid, t.idx FROM unnest(%(ids)s::uuid[], %(idxs)s::bigint[]) AS t(rid, idx)
 ORDER BY t.rid
@@ -155,46 +210,49 @@ WHERE m.updated_idx <= excluded.updated_idx
 
 @dataclass(frozen=True, slots=True)
 class Pulled:
-    """Records a pull moved the cursor past: ids and the ``updated_idx`` each was read at."""
+    """Records a pull moved the cursor past (ids, and the ``updated_idx`` each was read at),
+    and the cursor after them."""
 
-    ids: Sequence[uuid.UUID]
-    positions: Sequence[int]
+    ids: list[str]
+    positions: list[int]
+    cursor: Cursor
 
 
-async def pull(conn: AConn, consumer_id: str, limit: int, *, schema: str) -> Pulled:
-    """Move the consumer's cursor past up to ``limit`` matching records; return them.
+async def _read(conn: AConn, reader: Reader, limit: int, schema: str) -> Pulled:
+    limit = max(1, limit)
+    cur = await conn.execute(q(schema, _PULL), {**reader.params(), "limit": limit})
+    rows = await cur.fetchall()
+    page = [{"position": r[1], "late": r[2]} for r in rows if r[1] is not None]
+    moved = next_cursor(reader.cursor, page, limit, rows[0][3])
+    return Pulled([r[0] for r in rows if r[1] is not None], [p["position"] for p in page], moved)
 
-    Runs in the caller's transaction, which must hold the consumer's row lock: if it rolls back,
-    the cursor does not move.
+
+def _move_params(reader: Reader, pulled: Pulled) -> dict[str, Any]:
+    return {
+        "c": reader.consumer_id,
+        "after": pulled.cursor.after,
+        "late_after": pulled.cursor.late_after,
+        "snapshot": pulled.cursor.snapshot,
+    }
+
+
+async def pull(conn: AConn, reader: Reader, limit: int, *, schema: str) -> Pulled:
+    """Move the reader's cursor past up to ``limit`` matching records; return them.
+
+    Runs in the caller's transaction, which must hold the consumer's row lock (the ``reader``
+    was read under it): if the transaction rolls back, the cursor does not move.
     """
-    cur = await conn.execute(q(schema, _PULL), {"c": consumer_id, "n": max(1, limit)})
-    rows: list[Any] = await cur.fetchall()
-    if not rows:  # the consumer is gone
-        return Pulled((), ())
-    after, late_after, snapshot, now = rows[0][:4]
-    page = [{"position": r[5], "late": r[6]} for r in rows if r[4] is not None]
-    moved = next_cursor(Cursor(after, late_after, snapshot), page, limit, now)
-    await conn.execute(
-        q(schema, _MOVE),
-        {
-            "c": consumer_id,
-            "after": moved.after,
-            "late_after": moved.late_after,
-            "snapshot": moved.snapshot,
-        },
-    )
-    return Pulled([r[4] for r in rows if r[4] is not None], [p["position"] for p in page])
+    pulled = await _read(conn, reader, limit, schema)
+    await conn.execute(q(schema, _MOVE), _move_params(reader, pulled))
+    return pulled
 
 
-async def enqueue(conn: AConn, consumer_id: str, limit: int, *, schema: str) -> int:
-    """Pull up to ``limit`` records into ``consumer_messages`` as pending; returns how many."""
-    pulled = await pull(conn, consumer_id, limit, schema=schema)
-    if pulled.ids:
-        await conn.execute(
-            q(schema, _ENQUEUE),
-            {"c": consumer_id, "ids": list(pulled.ids), "idxs": list(pulled.positions)},
-        )
-    return len(pulled.ids)
+async def enqueue(conn: AConn, reader: Reader, limit: int, *, schema: str) -> Pulled:
+    """:func:`pull` up to ``limit`` records into ``consumer_messages``, as pending messages."""
+    pulled = await _read(conn, reader, limit, schema)
+    params = {**_move_params(reader, pulled), "ids": pulled.ids, "idxs": pulled.positions}
+    await conn.execute(q(schema, _ENQUEUE), params)
+    return pulled
 
 
 async def set_cursor(conn: AConn, consumer_id: str, after_idx: int, *, schema: str) -> None:

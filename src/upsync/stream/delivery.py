@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -32,7 +32,7 @@ from upsync.records import Message, Record, SyncRef
 from upsync.stream import tokens as _tokens
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.clock import Clock, db_clock
-from upsync.stream.cursor import BACKLOG, enqueue
+from upsync.stream.cursor import BACKLOG, READER_COLS, Reader, enqueue
 from upsync.stream.models import Consumer, ConsumerInfo, DeadLetter
 
 _LOCK_CONSUMER = """
@@ -43,10 +43,13 @@ SELECT k.ack_wait_ms, k.max_deliver, k.max_ack_pending,
         SELECT 1 FROM {consumer_messages} m
         WHERE m.consumer_id = k.id AND m.state <> 'dead'
             AND (m.state = 'pending' OR m.ack_deadline <= {now})
-        LIMIT %(cap)s) x) AS ready
+        LIMIT %(cap)s) x) AS ready,
+    {reader_cols}
 FROM {consumers} k
 WHERE k.id = %(c)s FOR NO KEY UPDATE
 """
+
+_READER = "SELECT {reader_cols} FROM {consumers} k WHERE k.id = %s"
 
 _MARK_DEAD = """
 UPDATE {consumer_messages} m SET state = 'dead', dead_at = {now}, delivery_id = NULL
@@ -171,7 +174,7 @@ WHERE m.consumer_id = %(c)s AND m.state = 'dead'
 
 
 #: In a ``next`` response, ``num_pending`` and ``num_dead`` stop counting here (``info`` is exact).
-INFO_CAP = 10_000
+INFO_CAP = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,10 @@ async def _settings(
 ) -> dict[str, Any]:
     now = clock()
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q(schema, _LOCK_CONSUMER), {"c": consumer.id, "now": now, "cap": cap})
+        await cur.execute(
+            q(schema, _LOCK_CONSUMER.replace("{reader_cols}", READER_COLS)),
+            {"c": consumer.id, "now": now, "cap": cap},
+        )
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"consumer {consumer.id!r} not found")
@@ -234,8 +240,11 @@ async def claim(
         params = await _settings(conn, consumer, schema, clock, cap=batch_size)
         params["n"] = max(0, min(batch_size, params["max_ack_pending"] - params["held"]))
         params["cap"] = INFO_CAP
+        reader = Reader.from_row(params)
         if params["n"] > params["ready"]:  # pull just what this claim can hand out
-            await enqueue(conn, consumer.id, params["n"] - params["ready"], schema=schema)
+            pulled = await enqueue(conn, reader, params["n"] - params["ready"], schema=schema)
+            reader = replace(reader, cursor=pulled.cursor)
+        params.update(reader.params())
         await conn.execute(q(schema, _MARK_DEAD), params)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q(schema, _CLAIM), params)
@@ -268,7 +277,12 @@ async def info(
 ) -> ConsumerInfo:
     """``num_pending``, ``num_ack_pending`` and ``num_dead`` of a consumer, now."""
     params = {"c": consumer.id, "maxd": consumer.max_deliver, "now": clock(), "cap": None}
-    async with conn.transaction():
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(q(schema, _READER.replace("{reader_cols}", READER_COLS)), [consumer.id])
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"consumer {consumer.id!r} not found")
+        params.update(Reader.from_row(row).params())
         return (await _info(conn, params, schema))[0]
 
 

@@ -20,57 +20,18 @@ from psycopg.rows import dict_row
 
 from upsync.errors import ConfigurationError
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
-from upsync.stream.cursor import Cursor, next_cursor
+from upsync.stream.cursor import Cursor, next_cursor, page_sql
 from upsync.stream.delivery import record_from_row
 from upsync.stream.models import Event, EventPage, RecordPage
 
 MAX_LIMIT = 1000
 
-_FILTERS = """
-    AND (%(stream)s::text IS NULL OR r.stream_id::text = %(stream)s)
-    AND (%(sync)s::text IS NULL OR r.sync_id::text = %(sync)s)
-    AND (%(provider)s::text IS NULL OR r.provider = %(provider)s)
-    AND (%(collection)s::text IS NULL OR r.collection_id = %(collection)s)
-"""
-
-# {pos}: the position column; {cols}/{source}: what to select and from where
-# one row even for an empty page (all NULL but page_snapshot): the snapshot must come from the
-# same statement as the rows, or a late writer committing in between would be skipped
-_PAGE = """
-SELECT page.*, pg_current_snapshot()::text AS page_snapshot FROM (SELECT 1) one LEFT JOIN (
-    (SELECT {cols}, true AS late FROM {source}
-     WHERE %(snap)s::pg_snapshot IS NOT NULL
-        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
-        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
-        AND {pos} <= %(after)s AND {pos} > %(late_after)s
-        {filters}
-     ORDER BY {pos} LIMIT %(limit)s)
-    UNION ALL
-    (SELECT {cols}, false AS late FROM {source}
-     WHERE {pos} > %(after)s
-        {filters}
-     ORDER BY {pos} LIMIT %(limit)s)
-) page ON true
-ORDER BY page.late DESC, page.position
-LIMIT %(limit)s
-"""
-
-
-def _page_sql(cols: str, source: str, pos: str) -> str:
-    return (
-        _PAGE.replace("{cols}", f"{cols}, {pos} AS position")
-        .replace("{source}", source)
-        .replace("{pos}", pos)
-        .replace("{filters}", _FILTERS)
-    )
-
-
-_RECORDS = _page_sql(
+_RECORDS = page_sql(
     "r.*, s.external_id AS sync_external_id, s.metadata AS sync_metadata",
     "{records} r LEFT JOIN {syncs} s ON s.id = r.sync_id",
     "r.updated_idx",
 )
-_EVENTS = _page_sql("r.*", "{events} r", "r.seq")
+_EVENTS = page_sql("r.*", "{events} r", "r.seq")
 
 
 def _params(

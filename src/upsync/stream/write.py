@@ -43,7 +43,7 @@ from typing import Any, TypedDict
 import orjson
 
 from upsync.errors import ConfigurationError, NotFound, RecordError
-from upsync.records import record_id
+from upsync.records import RecordIds
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.models import Sync, UpstreamObject, WriteResult
@@ -184,6 +184,7 @@ def stage_rows(
     Raises :class:`~upsync.errors.RecordError` naming the object's index, upstream id and field.
     """
     rows = []
+    ids = RecordIds(sync_id, collection_id)
     for i, raw in enumerate(objects):
         obj = _coerce(raw, i)
         if not isinstance(obj.upstream_id, str) or not obj.upstream_id:
@@ -216,7 +217,7 @@ def stage_rows(
         rows.append(
             (
                 i,
-                record_id(sync_id, collection_id, obj.upstream_id),
+                ids(obj.upstream_id),
                 obj.upstream_id,
                 data,
                 obj.deleted,
