@@ -274,6 +274,22 @@ async def test_a_batch_split_into_chunks_keeps_every_rule(
     assert result.max_updated_idx == max(r["updated_idx"] for r in rows.values())
 
 
+async def test_versions_follow_the_batch_order_and_every_later_chunk_is_above(
+    db: AConn, schema: str, sync: Sync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("upsync.stream.write"), "MAX_CHUNK", 3)
+    names = [f"cus_{i}" for i in range(8)]
+    await write(db, sync, COL, [U(n, {"n": n}, 1) for n in names], schema=schema)
+    rows = await records(db, schema)
+    idx = [rows[n]["updated_idx"] for n in names]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+    # each chunk takes one sequence value: versions within a chunk share their high bits
+    assert [i >> 20 for i in idx] == sorted(i >> 20 for i in idx)
+    assert len({i >> 20 for i in idx}) == 3
+
+
 async def test_concurrent_writers_of_one_collection_keep_the_newest_snapshot(
     db: AConn, other_conn: AConn, schema: str, sync: Sync, rng: random.Random
 ) -> None:

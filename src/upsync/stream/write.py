@@ -9,11 +9,11 @@ table, then one set-based statement):
   stored record;
 - for each object whose data or ``deleted`` flag actually changes, gives it a new
   ``updated_idx`` (invariant 2: strictly increasing across the stream; the batch takes one value
-  ``v`` from the schema's sequence and numbers its changes ``(v << 20) + 1, + 2, …``, so every
-  later batch is above every earlier one; the gaps are harmless), upserts the record, appends
-  a ``created`` / ``updated`` / ``deleted`` event (``changes`` holds the previous values of the
-  top-level fields that changed); consumers pull it from there (:mod:`upsync.stream.cursor`:
-  a write costs the same whatever the number of consumers);
+  ``v`` from the schema's sequence and numbers each change ``(v << 20) + 1 +`` its position in
+  the batch, so every later batch is above every earlier one; the gaps are harmless), upserts
+  the record, appends a ``created`` / ``updated`` / ``deleted`` event (``changes`` holds the
+  previous values of the top-level fields that changed); consumers pull it from there
+  (:mod:`upsync.stream.cursor`: a write costs the same whatever the number of consumers);
 - unchanged objects bump nothing and emit nothing.
 
 **Staleness rule (invariant 3).** Every snapshot carries a ``source_version`` (a bigint the sync
@@ -49,7 +49,7 @@ from upsync.stream.clock import Clock, db_clock
 from upsync.stream.models import Sync, UpstreamObject, WriteResult
 
 _MAX_BIGINT = 2**63 - 1
-#: Rows per staged statement: a batch's versions are (sequence value << 20) + 1 … + n.
+#: Rows per staged statement: a batch's versions are (sequence value << 20) + 1 + position.
 MAX_CHUNK = 1_000_000
 _STAGE_COLUMNS = (
     "ord",
@@ -95,7 +95,6 @@ p AS MATERIALIZED (
     SELECT s.*,
         r.id IS NOT NULL AS existed,
         r.data AS old_data,
-        r.deleted AS old_deleted,
         coalesce(s.data, r.data, '{{}}'::jsonb) AS new_data,
         (r.id IS NOT NULL AND (s.source_version < r.source_version
             OR (s.source_version = r.source_version AND r.deleted AND NOT s.deleted))) AS stale,
@@ -105,38 +104,40 @@ p AS MATERIALIZED (
             WHEN s.deleted <> r.deleted THEN true
             ELSE coalesce(s.data, r.data) IS DISTINCT FROM r.data
         END AS changed,
-        r.source_version AS old_version
-    FROM s LEFT JOIN {records} r ON r.id = s.id
-),
-base AS MATERIALIZED (
-    -- one sequence value per batch (not per row): nextval() costs a WAL write every few calls
-    SELECT nextval({seq}) << 20 AS v WHERE EXISTS (SELECT 1 FROM p WHERE changed AND NOT stale)
-),
-c AS MATERIALIZED (
-    SELECT w.*, (SELECT v FROM base) + row_number() OVER (ORDER BY w.ord) AS idx,
+        r.source_version AS old_version,
+        -- one sequence value per batch (an InitPlan, evaluated once), not per row: nextval()
+        -- costs a WAL write every few calls; numbered by position in the batch, so no sort
+        (SELECT nextval({seq}) << 20) + s.ord - %(first)s + 1 AS idx,
         CASE
-            WHEN w.deleted THEN 'deleted'
-            WHEN NOT w.existed OR w.old_deleted THEN 'created'
+            WHEN s.deleted THEN 'deleted'
+            WHEN r.id IS NULL OR r.deleted THEN 'created'
             ELSE 'updated'
         END AS event
-    FROM p w WHERE w.changed AND NOT w.stale
+    FROM s LEFT JOIN {records} r ON r.id = s.id
 ),
+-- the changes (not materialized again: each use filters p)
+c AS NOT MATERIALIZED (SELECT * FROM p WHERE changed AND NOT stale),
+-- new records by plain INSERT (cheaper than ON CONFLICT's speculative insertion): the
+-- advisory lock keeps every other writer away from this (sync, collection)'s ids
 ins AS (
-    INSERT INTO {records} AS r (id, stream_id, sync_id, provider, collection_id, upstream_id, data,
+    INSERT INTO {records} (id, stream_id, sync_id, provider, collection_id, upstream_id, data,
         deleted, updated_idx, source_version, upstream_created_at, upstream_updated_at,
         inserted_at, updated_at)
     SELECT id, %(stream)s, %(sync)s, %(provider)s, %(collection)s, upstream_id, new_data,
         deleted, idx, source_version, upstream_created_at, upstream_updated_at, {now}, {now}
-    FROM c
-    ON CONFLICT (id) DO UPDATE SET
-        data = excluded.data,
-        deleted = excluded.deleted,
-        updated_idx = excluded.updated_idx,
-        source_version = excluded.source_version,
-        upstream_created_at = coalesce(excluded.upstream_created_at, r.upstream_created_at),
-        upstream_updated_at = coalesce(excluded.upstream_updated_at, r.upstream_updated_at),
-        updated_at = excluded.updated_at,
+    FROM c WHERE NOT c.existed
+),
+upd AS (
+    UPDATE {records} r SET
+        data = c.new_data,
+        deleted = c.deleted,
+        updated_idx = c.idx,
+        source_version = c.source_version,
+        upstream_created_at = coalesce(c.upstream_created_at, r.upstream_created_at),
+        upstream_updated_at = coalesce(c.upstream_updated_at, r.upstream_updated_at),
+        updated_at = {now},
         xid = pg_current_xact_id()::text::bigint
+    FROM c WHERE r.id = c.id AND c.existed
 ),
 bump AS (
     UPDATE {records} r SET source_version = p.source_version
@@ -349,6 +350,7 @@ async def _write_chunk(
             "collection": collection_id,
             "channel": channel(schema),
             "now": clock(),
+            "first": rows[0][0],
         },
     )
     counts = await cur.fetchone()
