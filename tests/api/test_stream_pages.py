@@ -59,3 +59,6 @@ async def test_a_cursor_not_from_this_api_is_a_422(http: httpx.AsyncClient) -> N
     assert response.status_code == 422 and "after_cursor" in error_of(response)["message"]
     too_big = await http.get("/v1/records", params={"limit": 100_000})
     assert too_big.status_code == 422 and "limit" in error_of(too_big)["message"]
+    for name in ("stream_id", "sync_id"):
+        not_an_id = await http.get("/v1/events", params={name: "acme'; --"})
+        assert not_an_id.status_code == 422 and name in error_of(not_an_id)["message"]

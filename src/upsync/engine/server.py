@@ -39,6 +39,7 @@ from upsync.errors import UpstreamRejected, WebhookSignatureError
 from upsync.sinks.table import TableSink
 from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.consumers import list_consumers
+from upsync.stream.maintenance import refresh_statistics
 from upsync.stream.migrations import migrate
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
@@ -162,6 +163,7 @@ class Engine:
                 except Exception as e:  # the database may be restarting: keep supervising
                     _log.warning("engine: cannot list consumers: %s", e)
                     wanted = {}
+                await self._maintain()
                 for cid in [c for c in self.consumers if c not in wanted]:
                     stops.pop(cid).set()
                     await self.consumers.pop(cid)
@@ -178,6 +180,18 @@ class Engine:
             for event in stops.values():
                 event.set()
             await asyncio.gather(*self.consumers.values(), return_exceptions=True)
+
+    async def _maintain(self) -> None:
+        """Keep the stream's planner statistics fresh (see :mod:`upsync.stream.maintenance`)."""
+        assert self.pool is not None
+        try:
+            async with self.pool.connection() as conn:
+                analysed = await refresh_statistics(conn, schema=self.config.schema)
+        except Exception as e:  # never worth stopping the engine for; autovacuum is still there
+            _log.warning("engine: cannot refresh statistics: %s", e)
+            return
+        if analysed:
+            _log.debug("engine: analysed %s", ", ".join(analysed))
 
     async def _managed_consumers(self) -> dict[str, Consumer]:
         assert self.pool is not None

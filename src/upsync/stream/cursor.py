@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,15 @@ from upsync.errors import ConfigurationError
 from upsync.stream._sql import AConn, q
 
 _SNAPSHOT_RE = re.compile(r"\d+:\d+:[\d,]*")
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` parses as a UUID (filters take ids; anything else is a client error)."""
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +89,11 @@ def next_cursor(cursor: Cursor, rows: list[dict[str, Any]], limit: int, snapshot
     return Cursor(max([cursor.after, *fresh]), 0, snapshot)
 
 
+# ids compared as uuid (not as text), so that the planner uses the column's statistics: a
+# text comparison looks selective and turns capped, index-ordered reads into full scans
 _FILTERS = """
-    AND (%(stream)s::text IS NULL OR r.stream_id::text = %(stream)s)
-    AND (%(sync)s::text IS NULL OR r.sync_id::text = %(sync)s)
+    AND (%(stream)s::uuid IS NULL OR r.stream_id = %(stream)s::uuid)
+    AND (%(sync)s::uuid IS NULL OR r.sync_id = %(sync)s::uuid)
     AND (%(provider)s::text IS NULL OR r.provider = %(provider)s)
     AND (%(collection)s::text IS NULL OR r.collection_id = %(collection)s)
 """
@@ -132,14 +144,17 @@ WHERE id = %(c)s
 BACKLOG = (
     """
 SELECT count(*) FROM (
-    SELECT 1 FROM {records} r
-    WHERE %(snap)s::pg_snapshot IS NOT NULL
+    (SELECT 1 FROM {records} r
+     WHERE %(snap)s::pg_snapshot IS NOT NULL
         AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
         AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
         AND r.updated_idx <= %(after)s AND r.updated_idx > %(late_after)s
         {filters}
+     LIMIT %(cap)s)
     UNION ALL
-    SELECT 1 FROM {records} r WHERE r.updated_idx > %(after)s {filters}
+    -- in index order, so that a capped count stops early (a bitmap scan reads the whole range)
+    (SELECT 1 FROM {records} r WHERE r.updated_idx > %(after)s {filters}
+     ORDER BY r.updated_idx LIMIT %(cap)s)
     LIMIT %(cap)s
 ) backlog
 """

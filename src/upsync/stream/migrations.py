@@ -200,6 +200,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             ADD COLUMN IF NOT EXISTS after_idx bigint NOT NULL DEFAULT 0,
             ADD COLUMN IF NOT EXISTS late_after bigint NOT NULL DEFAULT 0,
             ADD COLUMN IF NOT EXISTS cursor_snapshot text;
+        -- a cursor reads one stream in updated_idx order: this index serves it whatever the
+        -- planner's statistics say (right after a large first write they are missing)
+        CREATE INDEX IF NOT EXISTS records_stream_position
+            ON {records} (stream_id, updated_idx);
         UPDATE {consumers} k SET after_idx = coalesce(
             (SELECT max(r.updated_idx) FROM {records} r WHERE r.stream_id = k.stream_id), 0),
             cursor_snapshot = pg_current_snapshot()::text;

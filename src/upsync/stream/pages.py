@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from upsync.errors import ConfigurationError
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
-from upsync.stream.cursor import Cursor, next_cursor, page_sql
+from upsync.stream.cursor import Cursor, is_uuid, next_cursor, page_sql
 from upsync.stream.delivery import record_from_row
 from upsync.stream.models import Event, EventPage, RecordPage
 
@@ -45,6 +45,9 @@ def _params(
     if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
         raise ConfigurationError(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     cursor = Cursor.decode(after_cursor)
+    for name, value in (("stream_id", stream_id), ("sync_id", sync_id)):
+        if value is not None and not is_uuid(value):
+            raise ConfigurationError(f"{name}: expected an id (a UUID), got {value[:60]!r}")
     return cursor, {
         "after": cursor.after,
         "late_after": cursor.late_after,
