@@ -311,3 +311,48 @@ async def test_concurrent_writers_of_one_collection_keep_the_newest_snapshot(
     rows = await records(db, schema)
     assert {k: r["source_version"] for k, r in rows.items()} == newest
     assert {k: r["data"]["v"] for k, r in rows.items()} == newest
+
+
+async def test_a_batch_of_new_objects_lands_as_the_staged_path_would_land_it(
+    db: AConn, schema: str, stream: Stream, sync: Sync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New objects go by COPY straight into ``records``; the same batch forced through the
+    staging table must give the same records and events (ids, versions and times aside)."""
+    import importlib
+
+    module = importlib.import_module("upsync.stream.write")
+    twin = await create_sync(
+        db, stream_id=stream.id, provider="stripe", name="twin", collection_ids=[COL], schema=schema
+    )
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    batch = [
+        UpstreamObject(f"cus_{i}", {"n": i, "tags": ["a", i]}, 10 + i, upstream_updated_at=at)
+        for i in range(5)
+    ]
+    bulk = await write(db, sync, COL, batch, schema=schema)
+    monkeypatch.setattr(module, "_all_new_candidates", lambda rows: False)
+    staged = await write(db, twin, COL, batch, schema=schema)
+    assert bulk.created == staged.created == 5
+
+    def shape(rows: list[dict[str, Any]], sync_id: str, key: str) -> list[tuple[Any, ...]]:
+        mine = sorted((r for r in rows if str(r["sync_id"]) == sync_id), key=lambda r: r[key])
+        first = mine[0][key]
+        return [
+            (r["upstream_id"], r["data"], r[key] - first, r.get("event"), r.get("changes"))
+            for r in mine
+        ]
+
+    recs = await table(db, schema, "records")
+    events = await table(db, schema, "events")
+    assert shape(recs, sync.id, "updated_idx") == shape(recs, twin.id, "updated_idx")
+    assert shape(events, sync.id, "seq") == shape(events, twin.id, "seq")
+    assert {e["event"] for e in events} == {"created"}
+    by_id = {str(r["id"]): r for r in recs}
+    for e in events:  # each event is its record's version
+        assert e["seq"] == by_id[str(e["record_id"])]["updated_idx"]
+    assert all(r["upstream_updated_at"] == at for r in recs)
+    # one of them known already: the whole batch takes the staged path, with the same rules
+    again = await write(
+        db, sync, COL, [*batch[:1], UpstreamObject("cus_9", {"n": 9}, 1)], schema=schema
+    )
+    assert (again.created, again.unchanged) == (1, 1)

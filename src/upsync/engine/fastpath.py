@@ -207,12 +207,10 @@ class FastPath:
         Any database error leaves everything as it was (the transaction rolls back).
         """
         async with pool.connection() as conn, conn.transaction():
-            ids = await self._take(conn, consumer_id, batch_size)
+            ids, present = await self._take(conn, consumer_id, batch_size)
             if not ids:
                 return 0
             crash_point("consumer.claimed")
-            cur = await conn.execute(q(self.stream_schema, _COLLECTIONS), [ids])
-            present = {collection for (collection,) in await cur.fetchall()}
             for route in self.routes:
                 wanted = route.collection_id is None and bool(present - set(self.routed))
                 if route.collection_id in present or wanted:
@@ -226,20 +224,27 @@ class FastPath:
         crash_point("consumer.after_commit")
         return len(ids)
 
-    async def _take(self, conn: Any, consumer_id: str, batch_size: int) -> list[Any]:
-        """The ids of the next batch, under the consumer's row lock: messages waiting for a
-        retry first, else straight from the stream through the consumer's cursor."""
+    async def _take(
+        self, conn: Any, consumer_id: str, batch_size: int
+    ) -> tuple[list[Any], frozenset[str]]:
+        """The ids of the next batch and their collections, under the consumer's row lock:
+        messages waiting for a retry first, else straight from the stream through the
+        consumer's cursor."""
         schema = self.stream_schema
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q(schema, _LOCK), {"c": consumer_id})
             row = await cur.fetchone()
         if row is None:  # the consumer was deleted
-            return []
+            return [], frozenset()
         if row["ready"]:
             cur = await conn.execute(q(schema, _PICK), {"c": consumer_id, "n": batch_size})
-            return [r[0] for r in await cur.fetchall()]
+            ids = [r[0] for r in await cur.fetchall()]
+            if not ids:
+                return [], frozenset()
+            cur = await conn.execute(q(schema, _COLLECTIONS), [ids])
+            return ids, frozenset(c for (c,) in await cur.fetchall())
         pulled = await pull(conn, Reader.from_row(row), batch_size, schema=schema)
         if pulled.ids and row["any_messages"]:
             params = {"c": consumer_id, "ids": pulled.ids, "idxs": pulled.positions}
             await conn.execute(q(schema, _SUPERSEDED), params)
-        return pulled.ids
+        return pulled.ids, pulled.collections

@@ -132,7 +132,7 @@ def page_sql(cols: str, source: str, pos: str) -> str:
 
 
 # ids as text: they only go back to Postgres, and making uuid.UUID objects costs ~4 µs each
-_PULL = page_sql("r.id::text", "{records} r", "r.updated_idx")
+_PULL = page_sql("r.id::text, r.collection_id", "{records} r", "r.updated_idx")
 
 _MOVE = """
 UPDATE {consumers} SET after_idx = %(after)s, late_after = %(late_after)s,
@@ -231,15 +231,20 @@ class Pulled:
     ids: list[str]
     positions: list[int]
     cursor: Cursor
+    collections: frozenset[str] = frozenset()
+    """the collections among them"""
 
 
 async def _read(conn: AConn, reader: Reader, limit: int, schema: str) -> Pulled:
     limit = max(1, limit)
     cur = await conn.execute(q(schema, _PULL), {**reader.params(), "limit": limit})
     rows = await cur.fetchall()
-    page = [{"position": r[1], "late": r[2]} for r in rows if r[1] is not None]
-    moved = next_cursor(reader.cursor, page, limit, rows[0][3])
-    return Pulled([r[0] for r in rows if r[1] is not None], [p["position"] for p in page], moved)
+    found = [r for r in rows if r[2] is not None]  # (id, collection_id, position, late, snapshot)
+    page = [{"position": r[2], "late": r[3]} for r in found]
+    moved = next_cursor(reader.cursor, page, limit, rows[0][4])
+    return Pulled(
+        [r[0] for r in found], [r[2] for r in found], moved, frozenset(r[1] for r in found)
+    )
 
 
 def _move_params(reader: Reader, pulled: Pulled) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 :func:`write` takes the snapshots of one ``(sync, collection)`` and, in the caller's transaction,
 with a constant number of round trips whatever the batch size (COPY into a temporary staging
-table, then one set-based statement):
+table, then one set-based statement; a chunk of live objects none of which the stream has seen
+yet, a backfill's case, skips the staging: COPY straight into ``records``, then its ``created``
+events copied from there):
 
 - gives each object its stable id, :func:`upsync.records.record_id` (invariant 1);
 - keeps one snapshot per object (the one that wins the rule below) and compares it with the
@@ -41,6 +43,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 import orjson
+from psycopg import sql
 
 from upsync.errors import ConfigurationError, NotFound, RecordError
 from upsync.records import RecordIds
@@ -327,7 +330,6 @@ async def _write_chunk(
     schema: str,
     clock: Clock,
 ) -> WriteResult:
-    await conn.execute(_PREPARE)
     cur = await conn.execute(
         q(schema, _LOCK),
         {"key": f"upsync.write:{schema}:{sync.id}:{collection_id}", "stream": sync.stream_id},
@@ -336,24 +338,102 @@ async def _write_chunk(
     if row is None:
         raise NotFound(f"stream {sync.stream_id!r} of sync {sync.id} not found")
     check_isolation(row[2])
+    params = {
+        "stream": sync.stream_id,
+        "sync": sync.id,
+        "provider": sync.provider,
+        "collection": collection_id,
+        "channel": channel(schema),
+        "now": clock(),
+        "first": rows[0][0],
+    }
+    if _all_new_candidates(rows):
+        created = await _insert_if_all_new(conn, rows, params, schema)
+        if created is not None:
+            return created
+    await conn.execute(_PREPARE)
     async with conn.cursor().copy(
         "COPY pg_temp.upsync_stage ({}) FROM STDIN".format(", ".join(_STAGE_COLUMNS))
     ) as copy:
         for row in rows:
             await copy.write_row(row)
-    cur = await conn.execute(
-        q(schema, _APPLY),
-        {
-            "stream": sync.stream_id,
-            "sync": sync.id,
-            "provider": sync.provider,
-            "collection": collection_id,
-            "channel": channel(schema),
-            "now": clock(),
-            "first": rows[0][0],
-        },
-    )
+    cur = await conn.execute(q(schema, _APPLY), params)
     counts = await cur.fetchone()
     assert counts is not None
     created, updated, deleted, unchanged, stale, max_idx, _ = counts
     return WriteResult(created, updated, deleted, unchanged, stale, max_idx)
+
+
+# -- the bulk-insert path: a chunk of objects the stream has never seen -----------------------
+# (a backfill's case). Under the (sync, collection) advisory lock nobody else can create these
+# ids, so once none exists the records go by COPY straight into the table, with no staging, and
+# their `created` events are copied from them server-side. Same numbering as the staged path.
+
+_NEW_CHECK = """
+SELECT CASE WHEN found.n = 0 THEN nextval({seq}) << 20 END AS base, {now} AS now
+FROM (
+    SELECT count(x.id) AS n FROM unnest(%(ids)s::uuid[]) AS t(id)
+    -- one key lookup per id (OFFSET 0: not turned into a join that may scan the stream)
+    CROSS JOIN LATERAL (SELECT r.id FROM {records} r WHERE r.id = t.id OFFSET 0) x
+) found
+"""
+
+_NEW_COLUMNS = (
+    "id",
+    "upstream_id",
+    "data",
+    "deleted",
+    "source_version",
+    "upstream_created_at",
+    "upstream_updated_at",
+    "updated_idx",
+    "stream_id",
+    "sync_id",
+    "provider",
+    "collection_id",
+    "inserted_at",
+    "updated_at",
+)
+
+_NEW_EVENTS = """
+WITH ev AS (
+    INSERT INTO {events} (seq, stream_id, sync_id, record_id, provider, collection_id,
+        upstream_id, event, data, changes, upstream_updated_at, inserted_at)
+    SELECT r.updated_idx, r.stream_id, r.sync_id, r.id, r.provider, r.collection_id,
+        r.upstream_id, 'created', r.data, NULL, r.upstream_updated_at, r.inserted_at
+    FROM {records} r
+    WHERE r.stream_id = %(stream)s AND r.updated_idx > %(base)s AND r.updated_idx <= %(top)s
+    RETURNING 1
+)
+SELECT count(*), pg_notify(%(channel)s, %(stream)s::text) FROM ev
+"""
+
+
+def _all_new_candidates(rows: list[tuple[Any, ...]]) -> bool:
+    """Live snapshots with distinct ids: what the bulk-insert path can take if none exists."""
+    return not any(r[4] for r in rows) and len({r[1] for r in rows}) == len(rows)
+
+
+async def _insert_if_all_new(
+    conn: AConn, rows: list[tuple[Any, ...]], params: dict[str, Any], schema: str
+) -> WriteResult | None:
+    """Insert ``rows`` by COPY if none of their ids is in the stream; ``None`` if some is."""
+    cur = await conn.execute(q(schema, _NEW_CHECK), {**params, "ids": [r[1] for r in rows]})
+    found = await cur.fetchone()
+    assert found is not None
+    base, now = found
+    if base is None:
+        return None
+    first = params["first"]
+    fixed = (params["stream"], params["sync"], params["provider"], params["collection"], now, now)
+    columns = ", ".join(_NEW_COLUMNS)
+    async with conn.cursor().copy(
+        sql.SQL("COPY {} (" + columns + ") FROM STDIN").format(sql.Identifier(schema, "records"))
+    ) as copy:
+        for row in rows:
+            await copy.write_row((*row[1:], base + row[0] - first + 1, *fixed))
+    top = base + rows[-1][0] - first + 1
+    cur = await conn.execute(q(schema, _NEW_EVENTS), {**params, "base": base, "top": top})
+    counted = await cur.fetchone()
+    assert counted is not None and counted[0] == len(rows)
+    return WriteResult(created=len(rows), max_updated_idx=top)
