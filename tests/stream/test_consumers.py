@@ -232,6 +232,19 @@ async def test_rewind_replays_from_a_position_and_from_the_start(
     assert await drain(db, c, schema) == ["old_0", "old_1", "old_2"]
 
 
+async def test_a_rewind_ahead_of_the_cursor_skips_nothing(
+    db: AConn, schema: str, stream: Stream, sync: Sync
+) -> None:
+    await _three_records(db, schema, sync)
+    c = await create_consumer(db, stream_id=stream.id, name="c", schema=schema)
+    first = await claim(db, c, 1, schema=schema)
+    assert [m.record.upstream_id for m in first.messages] == ["old_0"]
+    top = max(r["updated_idx"] for r in await table(db, schema, "records"))
+    assert await rewind(db, c, after_idx=top, schema=schema) == 0
+    # old_0 is still held by its delivery; the two the cursor had not reached still come
+    assert await drain(db, c, schema) == ["old_1", "old_2"]
+
+
 async def test_changed_filters_apply_to_records_written_afterwards(
     db: AConn, schema: str, stream: Stream, sync: Sync
 ) -> None:

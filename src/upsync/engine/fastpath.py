@@ -7,7 +7,7 @@ for a retry, if any, are taken and deleted first), and each target table gets on
 ``INSERT … SELECT`` straight from the stream's ``records``:
 
     INSERT INTO t (…) SELECT <column expressions> FROM records r LEFT JOIN syncs s …
-    WHERE r.id = ANY(<claimed ids>) AND r.collection_id = … ORDER BY 1
+    WHERE r.id = ANY(<claimed ids>) AND r.collection_id = … ORDER BY r.id
     ON CONFLICT (id) DO UPDATE SET … WHERE t.updated_idx < excluded.updated_idx
 
 Each column's source compiles to SQL: record attributes to ``records`` columns, the sync's
@@ -146,7 +146,8 @@ def _insert(
         "FROM unnest(%(ids)s::uuid[]) AS pick(id) "
         "CROSS JOIN LATERAL (SELECT * FROM {records} x WHERE x.id = pick.id OFFSET 0) r "
         "LEFT JOIN {syncs} s ON s.id = r.sync_id "
-        "WHERE {where} ORDER BY 1 "
+        # row locks taken in one order, by uuid (a text sort would go through the collation)
+        "WHERE {where} ORDER BY r.id "
         "ON CONFLICT ({key}) DO UPDATE SET {updates} "
         "WHERE t.{version} < excluded.{version}"
     ).format(

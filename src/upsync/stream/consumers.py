@@ -29,7 +29,7 @@ from upsync.errors import ConfigurationError, NotFound
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.catalog import as_uuid, get_stream
 from upsync.stream.clock import Clock, db_clock
-from upsync.stream.cursor import set_cursor
+from upsync.stream.cursor import rewind_cursor, set_cursor
 from upsync.stream.models import DELIVER_POLICIES, Consumer, Filters
 from upsync.stream.write import check_isolation
 
@@ -373,7 +373,7 @@ async def rewind(
         raise ConfigurationError(f"after_idx: expected an integer >= 0, got {after_idx!r}")
     async with conn.transaction():
         await lock_stream(conn, consumer.stream_id, schema=schema)
-        await set_cursor(conn, consumer.id, after_idx, schema=schema)
+        await rewind_cursor(conn, consumer.id, after_idx, schema=schema)
         queued = await _matching(conn, consumer, "count(*)", after=after_idx, schema=schema)
         await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
     return queued or 0

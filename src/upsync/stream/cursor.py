@@ -275,6 +275,21 @@ async def enqueue(conn: AConn, reader: Reader, limit: int, *, schema: str) -> Pu
     return pulled
 
 
+async def rewind_cursor(conn: AConn, consumer_id: str, after_idx: int, *, schema: str) -> None:
+    """Move the consumer's cursor back to ``after_idx`` (never forward: what it has not read yet
+    stays ahead of it). The snapshot stays: records whose writers were still in progress at the
+    last pull, and are now below the new position, are still read as late rows."""
+    await conn.execute(
+        q(
+            schema,
+            "UPDATE {consumers} SET after_idx = least(after_idx, %(after)s), "
+            "late_after = CASE WHEN %(after)s < after_idx THEN 0 ELSE late_after END "
+            "WHERE id = %(c)s",
+        ),
+        {"c": consumer_id, "after": after_idx},
+    )
+
+
 async def set_cursor(conn: AConn, consumer_id: str, after_idx: int, *, schema: str) -> None:
     """Start (or restart) the consumer's cursor after ``after_idx``, as of this statement.
 

@@ -378,14 +378,9 @@ FROM (
 ) found
 """
 
+# a staging row without its position, then what the staged statement would add
 _NEW_COLUMNS = (
-    "id",
-    "upstream_id",
-    "data",
-    "deleted",
-    "source_version",
-    "upstream_created_at",
-    "upstream_updated_at",
+    *_STAGE_COLUMNS[1:],
     "updated_idx",
     "stream_id",
     "sync_id",
