@@ -1,7 +1,8 @@
 """How fast the stream takes writes: upsync.stream.write against raw COPY of the same rows.
 
-Writes N Stripe-like objects (~1 KB of JSON each) into a fresh stream with one consumer (so the
-fan-out is included), in batches, and COPYs the same rows (id, upstream id, data, version) into
+Writes N Stripe-like objects (~1 KB of JSON each) into a fresh stream with one consumer (which
+costs the write nothing: consumers read through a cursor), in batches, and COPYs the same rows
+(id, upstream id, data, version) into
 a plain table with a primary key, in the same run (batch by batch, alternating, so that both see
 the same load on a shared machine). The last line is machine-readable:
 ``stream_write_vs_copy=<ratio> objects_per_s=<n> copy_rows_per_s=<n> ...``.
