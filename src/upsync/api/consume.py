@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from psycopg import sql
 
 from upsync.api.errors import ApiError
+from upsync.api.fastjson import FastJSON
 from upsync.api.schemas import MAX_BATCH_SIZE, AckBody, NextBody, ReplayBody, RewindBody
 from upsync.api.state import ApiState, Auth, State
 from upsync.records import Message
@@ -85,8 +86,8 @@ def _labels(consumer: Consumer) -> tuple[str, str]:
     return consumer.name, consumer.id
 
 
-@router.get("/next", response_model=None)
-@router.post("/next", response_model=None)
+@router.get("/next", response_model=None, response_class=FastJSON)
+@router.post("/next", response_model=None, response_class=FastJSON)
 async def next_messages(
     request: Request,
     id_or_name: str,
@@ -114,7 +115,7 @@ async def next_messages(
         again = await _count_redelivered(state, consumer, batch.messages)
         if again:
             metrics.redelivered.labels(*_labels(consumer)).inc(again)
-    return batch.to_dict()
+    return FastJSON(batch.to_dict())
 
 
 @router.post("/ack", status_code=204, response_class=Response)
@@ -141,15 +142,15 @@ async def info(id_or_name: str, state: State) -> Json:
     return {"info": (await state.service.info(id_or_name)).to_dict()}
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", response_class=FastJSON)
 async def dead_letters(
     id_or_name: str,
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Json:
+) -> FastJSON:
     """Messages that used up ``max_deliver`` attempts, oldest first."""
     items = await state.service.dead_letters(id_or_name, limit=limit)
-    return {"data": [d.to_dict() for d in items]}
+    return FastJSON({"data": [d.to_dict() for d in items]})
 
 
 def _record_ids(values: list[str] | None) -> list[str] | None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from upsync.api.fastjson import FastJSON
 from upsync.api.state import Auth, State
 from upsync.stream.pages import MAX_LIMIT
 
@@ -17,7 +18,7 @@ Json = dict[str, Any]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
-@router.get("/records")
+@router.get("/records", response_class=FastJSON)
 async def records(
     state: State,
     after_cursor: str | None = None,
@@ -26,7 +27,7 @@ async def records(
     sync_id: str | None = None,
     provider: str | None = None,
     collection_id: str | None = None,
-) -> Json:
+) -> FastJSON:
     """Records at their latest version, in ``updated_idx`` order: ``{"records", "cursor"}``.
 
     Pass the returned ``cursor`` as ``after_cursor`` for the next page; an empty ``records``
@@ -40,10 +41,10 @@ async def records(
         provider=provider,
         collection_id=collection_id,
     )
-    return page.to_dict()
+    return FastJSON(page.to_dict())
 
 
-@router.get("/events")
+@router.get("/events", response_class=FastJSON)
 async def events(
     state: State,
     after_cursor: str | None = None,
@@ -52,7 +53,7 @@ async def events(
     sync_id: str | None = None,
     provider: str | None = None,
     collection_id: str | None = None,
-) -> Json:
+) -> FastJSON:
     """Change events (``created`` / ``updated`` / ``deleted``), oldest first:
     ``{"events", "cursor"}``."""
     page = await state.service.events(
@@ -63,4 +64,4 @@ async def events(
         provider=provider,
         collection_id=collection_id,
     )
-    return page.to_dict()
+    return FastJSON(page.to_dict())
