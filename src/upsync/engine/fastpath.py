@@ -69,8 +69,7 @@ SELECT
             AND (m.state = 'pending' OR m.ack_deadline <= now())) AS ready,
     EXISTS (SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id) AS any_messages,
     -- a batch's rows are sorted (row locks in one order): keep that in memory
-    CASE WHEN pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024
-        THEN set_config('work_mem', '64MB', true) END AS work_mem,
+    {roomy_work_mem} AS work_mem,
     -- per-id lookups look costly to the planner, but compiling them costs more than running them
     set_config('jit', 'off', true) AS jit,
     {reader_cols}

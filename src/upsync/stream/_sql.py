@@ -38,6 +38,11 @@ _NAMES = (
 # reusable fragments; they hold only bound-parameter placeholders, never values
 _SNIPPETS: dict[str, sql.Composable] = {
     "now": sql.SQL("coalesce(%(now)s::timestamptz, now())"),
+    # a batch statement sorts and hashes a few MB: keep that in memory until the transaction ends
+    "roomy_work_mem": sql.SQL(
+        "CASE WHEN pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024 "
+        "THEN set_config('work_mem', '64MB', true) END"
+    ),
     # a held message that used its max_deliver attempts (on the version it carried)
     "exhausted": sql.SQL(
         "(%(maxd)s > 0 AND m.deliver_count >= %(maxd)s AND m.updated_idx = m.delivered_idx)"

@@ -98,16 +98,19 @@ _FILTERS = """
     AND (%(collection)s::text IS NULL OR r.collection_id = %(collection)s)
 """
 
+# a row written by a transaction still in progress in the cursor's snapshot (the xid index
+# bounds the scan from below: such transactions started at or after the snapshot's xmin)
+_LATE = """%(snap)s::pg_snapshot IS NOT NULL
+        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
+        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)"""
+
 # {pos}: the position column; {cols}/{source}: what to select and from where
 # one row even for an empty page (all NULL but page_snapshot): the snapshot must come from the
 # same statement as the rows, or a late writer committing in between would be skipped
 _PAGE = """
 SELECT page.*, pg_current_snapshot()::text AS page_snapshot FROM (SELECT 1) one LEFT JOIN (
     (SELECT {cols}, true AS late FROM {source}
-     WHERE %(snap)s::pg_snapshot IS NOT NULL
-        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
-        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
-        AND {pos} <= %(after)s AND {pos} > %(late_after)s
+     WHERE {late} AND {pos} <= %(after)s AND {pos} > %(late_after)s
         {filters}
      ORDER BY {pos} LIMIT %(limit)s)
     UNION ALL
@@ -128,6 +131,7 @@ def page_sql(cols: str, source: str, pos: str) -> str:
         .replace("{source}", source)
         .replace("{pos}", pos)
         .replace("{filters}", _FILTERS)
+        .replace("{late}", _LATE)
     )
 
 
@@ -142,13 +146,11 @@ WHERE id = %(c)s
 
 #: how many matching records a cursor has not reached yet, up to ``%(cap)s`` (NULL: all)
 BACKLOG = (
-    """
+    (
+        """
 SELECT count(*) FROM (
     (SELECT 1 FROM {records} r
-     WHERE %(snap)s::pg_snapshot IS NOT NULL
-        AND r.xid >= pg_snapshot_xmin(%(snap)s::pg_snapshot)::text::bigint
-        AND NOT pg_visible_in_snapshot(r.xid::text::xid8, %(snap)s::pg_snapshot)
-        AND r.updated_idx <= %(after)s AND r.updated_idx > %(late_after)s
+     WHERE {late} AND r.updated_idx <= %(after)s AND r.updated_idx > %(late_after)s
         {filters}
      LIMIT %(cap)s)
     UNION ALL
@@ -158,7 +160,10 @@ SELECT count(*) FROM (
     LIMIT %(cap)s
 ) backlog
 """
-).replace("{filters}", _FILTERS)
+    )
+    .replace("{filters}", _FILTERS)
+    .replace("{late}", _LATE)
+)
 
 #: the columns of ``consumers k`` that :meth:`Reader.from_row` reads
 READER_COLS = (

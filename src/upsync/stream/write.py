@@ -83,8 +83,7 @@ _LOCK = """
 SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0)) AS locked, s.id,
     current_setting('transaction_isolation') AS isolation,
     -- batches sort and hash a few MB: keep that in memory (until this transaction ends)
-    CASE WHEN pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024
-        THEN set_config('work_mem', '64MB', true) END AS work_mem
+    {roomy_work_mem} AS work_mem
 FROM {streams} s WHERE s.id = %(stream)s FOR KEY SHARE
 """
 
