@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import asdict, dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from upsync.api.fastjson import FastJSON
 from upsync.api.state import Auth, State
@@ -14,54 +15,34 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", dependencies=[Auth], tags=["stream"])
 
-Json = dict[str, Any]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+@dataclass
+class PageQuery:
+    """The query string both pages take (the filters are exact matches; omitted: any)."""
+
+    after_cursor: str | None = None
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100
+    stream_id: str | None = None
+    sync_id: str | None = None
+    provider: str | None = None
+    collection_id: str | None = None
+
+
+Page = Annotated[PageQuery, Depends()]
 
 
 @router.get("/records", response_class=FastJSON)
-async def records(
-    state: State,
-    after_cursor: str | None = None,
-    limit: Limit = 100,
-    stream_id: str | None = None,
-    sync_id: str | None = None,
-    provider: str | None = None,
-    collection_id: str | None = None,
-) -> FastJSON:
+async def records(state: State, query: Page) -> FastJSON:
     """Records at their latest version, in ``updated_idx`` order: ``{"records", "cursor"}``.
 
     Pass the returned ``cursor`` as ``after_cursor`` for the next page; an empty ``records``
     means you are at the end (for now).
     """
-    page = await state.service.records(
-        after_cursor=after_cursor,
-        limit=limit,
-        stream_id=stream_id,
-        sync_id=sync_id,
-        provider=provider,
-        collection_id=collection_id,
-    )
-    return FastJSON(page.to_dict())
+    return FastJSON((await state.service.records(**asdict(query))).to_dict())
 
 
 @router.get("/events", response_class=FastJSON)
-async def events(
-    state: State,
-    after_cursor: str | None = None,
-    limit: Limit = 100,
-    stream_id: str | None = None,
-    sync_id: str | None = None,
-    provider: str | None = None,
-    collection_id: str | None = None,
-) -> FastJSON:
+async def events(state: State, query: Page) -> FastJSON:
     """Change events (``created`` / ``updated`` / ``deleted``), oldest first:
     ``{"events", "cursor"}``."""
-    page = await state.service.events(
-        after_cursor=after_cursor,
-        limit=limit,
-        stream_id=stream_id,
-        sync_id=sync_id,
-        provider=provider,
-        collection_id=collection_id,
-    )
-    return FastJSON(page.to_dict())
+    return FastJSON((await state.service.events(**asdict(query))).to_dict())
