@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 from upsync.testing.records import stripe_customer
-
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json"
+from upsync.testing.stripe import spec
 
 
 def test_customers_are_reproducible_realistic_and_about_1kb() -> None:
@@ -17,7 +15,7 @@ def test_customers_are_reproducible_realistic_and_about_1kb() -> None:
     assert a == b
     sizes = [len(json.dumps(c)) for c in a]
     assert all(700 < n < 1500 for n in sizes), sizes
-    fixture = json.loads(FIXTURES.read_text())["resources"]["customer"]
+    fixture = spec.fixtures()["customer"]
     assert set(fixture) - set(a[0]) <= {
         "cash_balance",
         "invoice_credit_balance",

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from upsync import ConfigurationError
 from upsync.sinks.routes import Route
 from upsync.sources.stripe.collections import COLLECTIONS, collection, for_object_type
-
-SHARED = Path(__file__).resolve().parents[4] / "shared" / "stripe"
-
-
-def spec_paths() -> set[str]:
-    paths = set()
-    for line in (SHARED / "spec3.yaml").read_text().splitlines():
-        if line.startswith("  /v1/") and line.rstrip().endswith(":"):
-            paths.add(line.strip().rstrip(":"))
-    return paths
+from upsync.testing.stripe import spec
 
 
 def test_every_list_path_exists_in_stripes_spec() -> None:
-    paths = spec_paths()
-    assert len(paths) > 100, f"spec not found or not parsed under {SHARED}"
+    paths = spec.paths()
+    assert len(paths) > 100
     missing = [c.list_path for c in COLLECTIONS.values() if c.list_path not in paths]
     assert missing == []
 
 
 def test_every_object_type_has_a_fixture_with_its_typed_fields() -> None:
-    fixtures = json.loads((SHARED / "fixtures3.json").read_text())["resources"]
+    fixtures = spec.fixtures()
     for c in COLLECTIONS.values():
         assert c.object_type in fixtures, c.name
         fixture = fixtures[c.object_type]

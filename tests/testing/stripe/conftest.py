@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import stripe
@@ -13,23 +11,6 @@ from upsync.testing.stripe import RunningStandin, Store, run_standin
 
 # the SDK must never phone home: the stand-in is the only host it talks to
 stripe.enable_telemetry = False
-
-REFERENCE_ENV = "UPSYNC_STRIPE_REFERENCE"
-
-
-def reference_dir() -> Path:
-    """Stripe's spec and fixtures, from ``$UPSYNC_STRIPE_REFERENCE`` or ``../shared/stripe``.
-
-    Missing files fail the test (never a skip): the shape tests are the stand-in's contract.
-    """
-    configured = os.environ.get(REFERENCE_ENV)
-    path = (
-        Path(configured) if configured else Path(__file__).parents[3] / ".." / "shared" / "stripe"
-    )
-    fixtures = path / "fixtures3.json"
-    if not fixtures.is_file():
-        pytest.fail(f"Stripe reference fixtures not found at {fixtures}; set {REFERENCE_ENV}")
-    return path.resolve()
 
 
 @pytest.fixture

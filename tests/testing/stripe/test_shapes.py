@@ -1,4 +1,4 @@
-"""Object shapes against Stripe's own fixtures (``fixtures3.json``, read from the reference dir).
+"""Object shapes against Stripe's own fixtures (``fixtures3.json``, vendored in ``spec``).
 
 Each stand-in object must have every key of the fixture object of its type (also inside
 nested hashes), and each value the same JSON type where both are non-null. Not compared:
@@ -9,14 +9,11 @@ way round), the type is not compared either.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from upsync.testing.stripe import Store, generate
-
-from .conftest import reference_dir
+from upsync.testing.stripe import Store, generate, spec
 
 # types the generator does not make on its own
 _EXTRA_PARAMS: dict[str, dict[str, Any]] = {
@@ -27,9 +24,7 @@ _EXTRA_PARAMS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def fixtures() -> dict[str, Any]:
-    with open(reference_dir() / "fixtures3.json") as f:
-        resources: dict[str, Any] = json.load(f)["resources"]
-    return resources
+    return spec.fixtures()
 
 
 @pytest.fixture(scope="module")
