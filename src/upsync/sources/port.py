@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
 from upsync.errors import ConfigurationError, RecordError
+from upsync.records import record_id
 from upsync.sources.stripe.snapshots import Snapshot
 from upsync.stream._sql import DEFAULT_SCHEMA, q
 from upsync.stream.catalog import get_sync
@@ -48,6 +49,7 @@ SELECT upstream_id FROM {records}
 WHERE sync_id = %(sync)s AND collection_id = %(collection)s
   AND NOT deleted AND source_version < %(below)s
 """
+_HELD_IDS = "SELECT id FROM {records} WHERE id = ANY(%(ids)s::uuid[])"
 _BACKFILLED = """
 UPDATE {syncs}
 SET initial_backfill_completed_at = coalesce(initial_backfill_completed_at, now()),
@@ -122,6 +124,15 @@ class PostgresPort:
         async with self.pool.connection() as conn:
             cur = await conn.execute(q(self.schema, _LIVE_IDS), params)
             return {row[0] for row in await cur.fetchall()}
+
+    async def held_upstream_ids(self, collection_id: str, upstream_ids: Iterable[str]) -> set[str]:
+        """Which of ``upstream_ids`` this sync's stream holds a record of (live or deleted)."""
+        wanted = {record_id(self.sync.id, collection_id, u): u for u in upstream_ids}
+        if not wanted:
+            return set()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(q(self.schema, _HELD_IDS), {"ids": list(wanted)})
+            return {wanted[str(row[0])] for row in await cur.fetchall()}
 
     async def backfill_completed(self) -> None:
         """Set the sync's ``initial_backfill_completed_at`` (once)."""

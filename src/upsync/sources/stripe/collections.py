@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from upsync.errors import ConfigurationError
+from upsync.sources.stripe.ids import path_segment
 
 __all__ = ["COLLECTIONS", "StripeCollection", "TypedField", "collection", "for_object_type"]
 
@@ -54,8 +55,8 @@ class StripeCollection:
         return self.name
 
     def retrieve_path(self, object_id: str) -> str:
-        """The path that returns one object of this collection."""
-        return f"{self.list_path}/{object_id}"
+        """The path that returns one object; raises :class:`InvalidObjectId` for a non-id."""
+        return f"{self.list_path}/{path_segment(object_id)}"
 
 
 def _f(column: str, pg_type: str, source: str | None = None) -> TypedField:

@@ -38,6 +38,7 @@ from upsync.sources.stripe import signature
 from upsync.sources.stripe.client import Page, StripeHTTP
 from upsync.sources.stripe.collections import StripeCollection, collection
 from upsync.sources.stripe.events import Action, EventWindow, action_for, related_reads
+from upsync.sources.stripe.ids import InvalidObjectId, is_object_id, path_segment
 from upsync.sources.stripe.listing import Slice, complete_nested, read_page, walk
 from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
 
@@ -73,6 +74,9 @@ class StreamPort(Protocol):
 
     async def backfill_completed(self) -> None:
         """Mark the sync's initial backfill complete (sets ``initial_backfill_completed_at``)."""
+
+    async def held_upstream_ids(self, collection_id: str, upstream_ids: Iterable[str]) -> set[str]:
+        """Which of ``upstream_ids`` the stream holds a record of (live or deleted)."""
 
 
 @dataclass
@@ -210,7 +214,7 @@ class StripeSource:
         if newest_seen is None:
             return False
         try:
-            await self.http.get(f"/v1/events/{newest_seen}")
+            await self.http.get(f"/v1/events/{path_segment(newest_seen)}")
         except UpstreamRejected as e:
             if e.status == 404:
                 _log.warning("stripe source: event cursor expired; reconciling")
@@ -332,14 +336,7 @@ class StripeSource:
         fresh = self.window.fresh(events)
         if fresh:
             crash_point("source.events_fetched")
-        await self._apply(
-            action
-            for e in fresh
-            for action in (
-                action_for(e, self.collection_ids),
-                *related_reads(e, self.collection_ids),
-            )
-        )
+        await self._apply(self._actions(fresh))
         self.window.mark(fresh)
         await self.port.save_cursor((("events",), self.window.to_state()))
         self.status.events_processed += len(fresh)
@@ -348,32 +345,74 @@ class StripeSource:
             self.status.lag_seconds = max(time.time() - float(fresh[-1]["created"]), 0.0)
         return len(fresh)
 
-    async def _apply(self, actions: Iterable[Action | None]) -> None:
+    def _actions(self, events: Iterable[Mapping[str, Any]]) -> Iterable[Action]:
+        """The actions events ask for; one naming a malformed id is skipped (and logged)."""
+        for e in events:
+            for action in (
+                action_for(e, self.collection_ids),
+                *related_reads(e, self.collection_ids),
+            ):
+                if action is None:
+                    continue
+                if not is_object_id(action.upstream_id):
+                    # a poll that refused the whole page would stall on this event forever
+                    _log.warning("stripe source: event %s skipped: %s", e.get("id"), _bad(action))
+                    continue
+                yield action
+
+    async def _apply(self, actions: Iterable[Action]) -> None:
         """Carry out actions; several for one object collapse into the last (it re-reads)."""
         latest: dict[tuple[str, str], Action] = {}
         for action in actions:
-            if action is not None:
-                key = (action.collection.collection_id, action.upstream_id)
-                latest.pop(key, None)
-                latest[key] = action
+            key = (action.collection.collection_id, action.upstream_id)
+            latest.pop(key, None)
+            latest[key] = action
         results = await asyncio.gather(*(self._carry_out(a) for a in latest.values()))
         by_collection: dict[str, list[Snapshot]] = {}
         for action, snap in zip(latest.values(), results, strict=True):
-            by_collection.setdefault(action.collection.collection_id, []).append(snap)
+            if snap is not None:
+                by_collection.setdefault(action.collection.collection_id, []).append(snap)
         for n, (collection_id, snapshots) in enumerate(by_collection.items()):
             if n:
                 crash_point("source.mid_event_batch")
             await self.port.write(collection_id, snapshots)
 
-    async def _carry_out(self, action: Action) -> Snapshot:
+    async def _carry_out(self, action: Action) -> Snapshot | None:
+        """The snapshot an action yields, or ``None`` when the deletion rule says write nothing.
+
+        The deletion rule: a tombstone (from a ``*.deleted`` event, or a re-read answered by a
+        404 or a deleted stub) is written only for an object the stream already holds. An event
+        can name any id — a signed webhook included — and a 404 cannot tell "deleted" from
+        "never existed"; so an object the stream never held stays absent instead of appearing
+        as a deleted row in users' tables. Nothing is lost: an object created and deleted
+        between two polls was never visible, and backfill and polling never run at once, so
+        a held object's record is durable before any event about it is applied.
+        """
         # reads of one object never overlap, so read order is version order (see the module doc)
         async with self._reading.hold((action.collection.collection_id, action.upstream_id)):
             if action.kind == "tombstone":
-                return tombstone(action.upstream_id, _now_us(), action.last)
-            return await self.read(action.collection, action.upstream_id)
+                snap = tombstone(action.upstream_id, _now_us(), action.last)
+            else:
+                snap = await self.read(action.collection, action.upstream_id)
+            if snap.deleted and not await self._held(action.collection, action.upstream_id):
+                _log.info(
+                    "stripe source: %s %s is gone upstream and was never synced; nothing written",
+                    action.collection.collection_id,
+                    action.upstream_id,
+                )
+                return None
+            return snap
+
+    async def _held(self, coll: StripeCollection, upstream_id: str) -> bool:
+        held = await self.port.held_upstream_ids(coll.collection_id, [upstream_id])
+        return upstream_id in held
 
     async def read(self, coll: StripeCollection, upstream_id: str) -> Snapshot:
-        """The current state of one object: a snapshot, or a tombstone if it is gone."""
+        """The current state of one object: a snapshot, or a tombstone if it is gone.
+
+        Raises :class:`InvalidObjectId` (before any request) unless ``upstream_id`` is shaped
+        like a Stripe id. Whether a tombstone is then written is :meth:`_carry_out`'s rule.
+        """
         sent_at = _now_us()
         try:
             page = await self.http.get(coll.retrieve_path(upstream_id))
@@ -432,10 +471,18 @@ class StripeSource:
         action = action_for(event, self.collection_ids)
         if action is None or action.collection.collection_id not in self._backfilled:
             return False
+        if not is_object_id(action.upstream_id):
+            raise InvalidObjectId(action.upstream_id)
         if str(event.get("id")) in self.window.seen:
             return False  # already applied by polling
         snap = await self._carry_out(action)
+        if snap is None:
+            return False
         return await self.port.write(action.collection.collection_id, [snap]) > 0
+
+
+def _bad(action: Action) -> str:
+    return f"{action.collection.collection_id} {InvalidObjectId(action.upstream_id)}"
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
