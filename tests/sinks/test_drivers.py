@@ -6,7 +6,7 @@ import pytest
 from psycopg import sql
 
 from upsync.errors import ConfigurationError
-from upsync.sinks._executor import render
+from upsync.sinks._drivers import render
 
 
 def test_numeric_style_numbers_placeholders_outside_quotes_only() -> None:

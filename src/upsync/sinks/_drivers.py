@@ -1,10 +1,9 @@
-"""Apply a :class:`~upsync.sinks.table.TableSink` batch on drivers other than psycopg 3.
+"""The asyncpg and DB-API drivers of the apply steps (psycopg 3 has :mod:`upsync.sinks.apply`).
 
-psycopg 3 connections go straight to :meth:`TableSink.apply` (COPY-based, the fastest path).
-The others run the same algorithm (:mod:`upsync.sinks._executor`) through their own fastest
-upsert path: asyncpg a prepared statement's pipelined ``fetchmany``; psycopg2 one multi-row
-``VALUES`` statement per chunk (``execute_values``); other DB-API drivers with ``%s``
-placeholders one ``execute`` per row.
+They only perform the operations :func:`~upsync.sinks.steps.apply_steps` yields, through each
+driver's fastest upsert path: asyncpg a prepared statement's pipelined ``fetchmany``; psycopg2
+one multi-row ``VALUES`` statement per chunk (``execute_values``); other DB-API drivers with
+``%s`` placeholders one ``execute`` per row. None of them ``COPY`` here.
 """
 
 from __future__ import annotations
@@ -13,19 +12,66 @@ import contextlib
 import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from psycopg import sql
+
+from upsync.errors import ConfigurationError
 from upsync.records import Record
-from upsync.sinks._executor import Many, Refused, Steps, is_row_fault, render, steps
+from upsync.sinks.faults import DbFailure
+from upsync.sinks.ops import Capabilities, Copy, Many, Op, drive, drive_async
+from upsync.sinks.result import ApplyResult
+from upsync.sinks.steps import ApplySteps
 
-if TYPE_CHECKING:
-    from upsync.sinks.table import ApplyResult, TableSink
+__all__ = ["apply_asyncpg", "apply_dbapi", "render"]
 
-__all__ = ["apply_asyncpg", "apply_dbapi"]
+_CAPABILITIES = Capabilities(copy=False)
+
+
+def render(stmt: sql.Composable | str, style: str) -> str:
+    """The statement as text for a driver: ``style`` is ``"format"`` (``%s``) or ``"numeric"``.
+
+    Statements are written with psycopg's ``%s`` placeholders. ``"numeric"`` turns them into
+    asyncpg's ``$1, $2, …``; ``"format"`` keeps them and doubles a ``%`` inside a quoted
+    identifier or literal, which a DB-API driver would otherwise take for a placeholder.
+    """
+    text = stmt if isinstance(stmt, str) else stmt.as_string(None)
+    out: list[str] = []
+    n = 0
+    i = 0
+    quote: str | None = None
+    while i < len(text):
+        ch = text[i]
+        if quote is not None:
+            if ch == quote:
+                if text.startswith(quote * 2, i):  # an escaped quote stays inside
+                    out.append(quote * 2)
+                    i += 2
+                    continue
+                quote = None
+            out.append("%%" if ch == "%" and style == "format" else ch)
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "%" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt in "sbt":
+                n += 1
+                out.append(f"${n}" if style == "numeric" else "%s")
+            elif nxt == "%":
+                out.append("%" if style == "numeric" else "%%")
+            else:
+                raise ConfigurationError(f"unexpected placeholder %{nxt} in {text!r}")
+            i += 2
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def apply_dbapi(
-    sink: TableSink,
+    sink: ApplySteps,
     conn: Any,
     records: Iterable[Record],
     *,
@@ -40,11 +86,25 @@ def apply_dbapi(
     exception class (PEP 249 ``Error``).
     """
     cur = conn.cursor()
+    many = _psycopg2_many if type(conn).__module__.startswith("psycopg2") else _row_by_row
+
+    def perform(op: Op) -> Any:
+        try:
+            if isinstance(op, Many):
+                return many(cur, render(op.stmt, "format"), list(op.rows))
+            assert not isinstance(op, Copy)
+            cur.execute(render(op.stmt, "format"), op.params)
+            return cur.fetchall() if cur.description is not None else []
+        except error as e:
+            raise _dbapi_failure(e) from None
+        except ValueError as e:
+            # psycopg2 refuses a NUL character in a string before sending it
+            raise DbFailure(e, sqlstate=None, message=str(e), client_side=True) from None
+
     begin, ok, undo = _transaction_sql(nested)
     cur.execute(begin)
     try:
-        many = _psycopg2_many if type(conn).__module__.startswith("psycopg2") else _row_by_row
-        result = _drive_dbapi(cur, steps(sink, records), error, many)
+        result = drive(sink.steps(records, _CAPABILITIES, nested=nested), perform)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is the one to report
             cur.execute(undo)
@@ -65,7 +125,8 @@ def _row_by_row(cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> list[Any]
 
 
 # the one-row VALUES list of an upsert: ``(%s, %s, …)``, placeholders possibly cast
-_VALUES_ROW = re.compile(r"VALUES (\(%s(?:::[\w \[\].\"]+)?(?:, %s(?:::[\w \[\].\"]+)?)*\))")
+_CAST = r"(?:::[\w \[\].\"]+)*"
+_VALUES_ROW = re.compile(rf"VALUES (\(%s{_CAST}(?:, %s{_CAST})*\))")
 
 
 def _psycopg2_many(cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -81,86 +142,64 @@ def _psycopg2_many(cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> list[A
     return result
 
 
-def _drive_dbapi(cur: Any, ops: Steps, error: type[Exception], many: ManyFn) -> Any:
-    result: Any = None
-    refused: Refused | None = None
-    while True:
-        try:
-            op = ops.throw(refused) if refused is not None else ops.send(result)
-        except StopIteration as stop:
-            return stop.value
-        refused = None
-        try:
-            if isinstance(op, Many):
-                result = many(cur, render(op.stmt, "format"), op.rows)
-            else:
-                cur.execute(render(op.stmt, "format"), op.params)
-                result = cur.fetchall() if cur.description is not None else []
-        except error as e:
-            refused = _dbapi_refused(e)
-
-
-def _dbapi_refused(e: Exception) -> Refused:
-    sqlstate = getattr(e, "pgcode", None) or getattr(e, "sqlstate", None)
-    if not is_row_fault(sqlstate):
-        raise e
+def _dbapi_failure(e: Exception) -> DbFailure:
     diag = getattr(e, "diag", None)
-    reason = getattr(diag, "message_primary", None) or str(e).strip()
-    detail = getattr(diag, "message_detail", None)
-    return Refused(f"{reason} ({detail})" if detail else reason, sqlstate)
+    sqlstate = getattr(e, "pgcode", None) or getattr(e, "sqlstate", None)
+    return DbFailure(
+        e,
+        sqlstate=sqlstate,
+        message=getattr(diag, "message_primary", None) or str(e).strip(),
+        detail=getattr(diag, "message_detail", None),
+        column=getattr(diag, "column_name", None),
+        # the driver refused a value it could not adapt, before sending anything
+        client_side=sqlstate is None and type(e).__name__ in ("DataError", "ProgrammingError"),
+    )
 
 
 async def apply_asyncpg(
-    sink: TableSink, conn: Any, records: Iterable[Record], *, nested: bool
+    sink: ApplySteps, conn: Any, records: Iterable[Record], *, nested: bool
 ) -> ApplyResult:
     """Apply on an ``asyncpg.Connection``; ``nested`` as for :func:`apply_dbapi`.
 
     Without ``nested`` the connection must not be in a transaction (asyncpg is autocommit
     unless told otherwise); the batch is then its own transaction.
     """
-    begin, ok, undo = _transaction_sql(nested)
-    await conn.execute(begin)
-    try:
-        result = await _drive_asyncpg(conn, steps(sink, records))
-    except BaseException:
-        with contextlib.suppress(Exception):  # the original error is the one to report
-            await conn.execute(undo)
-        raise
-    await conn.execute(ok)
-    return result  # type: ignore[no-any-return]
-
-
-async def _drive_asyncpg(conn: Any, ops: Steps) -> Any:
     asyncpg: Any = importlib.import_module("asyncpg")
     prepared: dict[str, Any] = {}
-    result: Any = None
-    refused: Refused | None = None
-    while True:
-        try:
-            op = ops.throw(refused) if refused is not None else ops.send(result)
-        except StopIteration as stop:
-            return stop.value
-        refused = None
+
+    async def perform(op: Op) -> Any:
+        assert not isinstance(op, Copy)
         text = render(op.stmt, "numeric")
         try:
             if isinstance(op, Many):
                 stmt = prepared.get(text)
                 if stmt is None:
                     stmt = prepared[text] = await conn.prepare(text)
-                result = [tuple(r) for r in await stmt.fetchmany(op.rows)]
-            elif op.params is None:
+                return [tuple(r) for r in await stmt.fetchmany(list(op.rows))]
+            if op.params is None:
                 await conn.execute(text)
-                result = []
-            else:
-                result = [tuple(r) for r in await conn.fetch(text, *op.params)]
+                return []
+            return [tuple(r) for r in await conn.fetch(text, *op.params)]
         except asyncpg.PostgresError as e:
-            if not is_row_fault(e.sqlstate):
-                raise
             detail = getattr(e, "detail", None)
-            refused = Refused(f"{e.message} ({detail})" if detail else e.message, e.sqlstate)
+            column = getattr(e, "column_name", None)
+            raise DbFailure(
+                e, sqlstate=e.sqlstate, message=e.message, detail=detail, column=column
+            ) from None
         except asyncpg.DataError as e:
             # asyncpg checks Python types before sending: the row's value does not fit
-            refused = Refused(str(e), None)
+            raise DbFailure(e, sqlstate=None, message=str(e), client_side=True) from None
+
+    begin, ok, undo = _transaction_sql(nested)
+    await conn.execute(begin)
+    try:
+        result = await drive_async(sink.steps(records, _CAPABILITIES, nested=nested), perform)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error is the one to report
+            await conn.execute(undo)
+        raise
+    await conn.execute(ok)
+    return result  # type: ignore[no-any-return]
 
 
 def _transaction_sql(nested: bool) -> tuple[str, str, str]:

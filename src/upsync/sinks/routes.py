@@ -30,6 +30,7 @@ __all__ = [
     "Source",
     "check_identifier",
     "compile_source",
+    "parse_path",
 ]
 
 Source = str | Callable[[Record], Any]
@@ -85,7 +86,7 @@ def compile_source(source: Source) -> Extractor:
     if source in _SYNC:
         return attrgetter(f"sync.{_SYNC[source]}")
     if source.startswith(("data.", "data[")):
-        return _path_getter(source, _parse_path(source[4:], source))
+        return _path_getter(source, parse_path(source[4:], source))
     raise ConfigurationError(
         f"unknown column source {source!r}: use a record attribute "
         f"({', '.join(sorted(_ATTRIBUTES))}), sync.id / sync.external_id / sync.metadata, "
@@ -93,7 +94,8 @@ def compile_source(source: Source) -> Extractor:
     )
 
 
-def _parse_path(path: str, spec: str) -> tuple[str | int, ...]:
+def parse_path(path: str, spec: str) -> tuple[str | int, ...]:
+    """The steps of a data path (``path`` without its ``data`` prefix; ``spec`` for errors)."""
     steps: list[str | int] = []
     pos = 0
     while pos < len(path):
@@ -105,6 +107,9 @@ def _parse_path(path: str, spec: str) -> tuple[str | int, ...]:
     if not steps:
         raise ConfigurationError(f"empty data path in {spec!r}")
     return tuple(steps)
+
+
+_parse_path = parse_path  # the name upsync.engine.fastpath imports
 
 
 def _path_getter(spec: str, steps: tuple[str | int, ...]) -> Extractor:

@@ -55,7 +55,10 @@ def _names(columns: Sequence[Column] | Sequence[str]) -> list[str]:
 
 
 def _type(name: str) -> sql.Composable:
-    # a type name from format_type() is already a valid, quoted-where-needed SQL type
+    # a type name from format_type() is already a valid, quoted-where-needed SQL type; but
+    # "character" without its length means char(1), a cast that truncates: bpchar does not
+    if name.startswith("character") and not name.startswith("character varying"):
+        name = "bpchar" + name[len("character") :]
     return sql.SQL(name)
 
 
@@ -97,6 +100,7 @@ def upsert_statement(
     tombstones: Sequence[str] | None = None,
     deleted_column: str | None = None,
     returning: bool = True,
+    text_params: bool = False,
 ) -> sql.Composed:
     """The guarded upsert of one row, with one ``%s`` per column, in column order.
 
@@ -110,20 +114,23 @@ def upsert_statement(
         returning: add ``RETURNING (t.xmax = 0), <deleted>``: one row per applied version,
             saying inserted (vs updated) and whether it is a tombstone. A stale version
             returns nothing.
+        text_params: every value is bound as text (``%s::text::type``, ``column_types`` then
+            names every column), so Postgres parses it as ``COPY`` would, whatever the driver.
     """
     names = _names(columns)
     target = qualified(route.qualified_name)
     cols = sql.SQL(", ").join(map(sql.Identifier, names))
+    types = column_types or {}
+    cast = "%s::text::{}" if text_params else "%s::{}"
+    params = sql.SQL(", ").join(
+        sql.SQL(cast).format(_type(types[n]))
+        if n in types and (text_params or tombstones is not None)
+        else sql.Placeholder()
+        for n in names
+    )
     if tombstones is None:
-        source: sql.Composable = sql.SQL("VALUES ({})").format(
-            sql.SQL(", ").join(sql.Placeholder() * len(names))
-        )
+        source: sql.Composable = sql.SQL("VALUES ({})").format(params)
     else:
-        types = column_types or {}
-        params = sql.SQL(", ").join(
-            sql.SQL("%s::{}").format(_type(types[n])) if n in types else sql.Placeholder()
-            for n in names
-        )
         source = sql.SQL("SELECT v.* FROM (VALUES ({params})) AS v ({cols}) WHERE {guard}").format(
             params=params, cols=cols, guard=_not_tombstoned(route, sql.SQL("v"), tombstones)
         )
@@ -276,7 +283,7 @@ def hard_delete_statement(route: Route, *, key_type: str = "text") -> sql.Compos
 def versions_statement(
     route: Route, *, key_type: str = "text", tombstones: Sequence[str] | None = None
 ) -> sql.Composed:
-    """The current version of each key in ``%s`` (an array of keys): ``(key::text, version)``.
+    """The current version of each key in ``%s`` (keys as ``text[]``): ``(key::text, version)``.
 
     With ``tombstones``, a hard-deleted key reports its tombstone's version (the higher one if
     the row exists too). Keys with neither are absent from the result.
@@ -285,7 +292,7 @@ def versions_statement(
     if tombstones is None:
         return sql.SQL(
             "SELECT t.{key}::text, t.{version} FROM {target} AS t "
-            "WHERE t.{key} = ANY(%s::{key_type}[])"
+            "WHERE t.{key} = ANY(%s::text[]::{key_type}[])"
         ).format(
             key=key,
             version=version,

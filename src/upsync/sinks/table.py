@@ -6,70 +6,31 @@ Usage::
     with psycopg.connect(dsn) as conn:
         result = sink.apply(conn, records)        # one transaction; commits unless the caller
                                                   # already had one open
-The planning half is pure (:mod:`upsync.sinks.plan`); the I/O half lives in
-:mod:`upsync.sinks.apply` (psycopg, sync and async). Other drivers (SQLAlchemy, Django) reuse
-:meth:`TableSink.plan` and the statements in :mod:`upsync.sinks.sql`.
+The algorithm is written once, as steps (:mod:`upsync.sinks.steps`, pure); drivers only
+perform them: psycopg 3 (:mod:`upsync.sinks.apply`), asyncpg and DB-API drivers
+(:mod:`upsync.sinks._drivers`, used by the SQLAlchemy and Django integrations).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Literal
 
 import psycopg
 
-from upsync.errors import ConfigurationError, UpsyncError
+from upsync.errors import ConfigurationError
 from upsync.records import Record
+from upsync.sinks import apply as psycopg_driver
+from upsync.sinks.ops import Capabilities, Op
 from upsync.sinks.plan import BatchPlan, plan_batch
+from upsync.sinks.result import ApplyResult
 from upsync.sinks.routes import STANDARD_COLUMNS, Column, Route, check_identifier
+from upsync.sinks.steps import SinkCache, apply_steps
 
 __all__ = ["RAW_COLLECTION", "ApplyResult", "TableSink"]
 
 #: The pseudo collection id of the raw route (``unrouted="raw"``).
 RAW_COLLECTION = "upsync:raw"
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What one :meth:`TableSink.apply` did.
-
-    Every distinct record (by table and key) in the batch is counted exactly once in
-    ``inserted``, ``updated``, ``stale``, ``deleted`` or ``rejected``; ``duplicates`` counts the
-    extra in-batch versions dropped before writing, ``unrouted`` the records with no route
-    (``unrouted="ignore"``).
-    """
-
-    inserted: int = 0
-    """New rows written (live versions; a first-seen tombstone counts as ``deleted``)."""
-    updated: int = 0
-    """Existing rows moved to a newer live version."""
-    stale: int = 0
-    """Versions not applied because the table already held that version or a newer one."""
-    deleted: int = 0
-    """Tombstones that took effect (soft: row written with ``deleted=true``; hard: removed)."""
-    duplicates: int = 0
-    """Versions dropped in the batch because the same record had a higher one."""
-    unrouted: int = 0
-    """Records whose collection has no route (ignored)."""
-    rejected: list[UpsyncError] = field(default_factory=list)
-    """``MappingError`` / ``RowRejected`` for each record that was left out, with its reason."""
-
-    @property
-    def applied(self) -> int:
-        """Rows that changed: inserted + updated + deleted."""
-        return self.inserted + self.updated + self.deleted
-
-    def __add__(self, other: ApplyResult) -> ApplyResult:
-        return ApplyResult(
-            inserted=self.inserted + other.inserted,
-            updated=self.updated + other.updated,
-            stale=self.stale + other.stale,
-            deleted=self.deleted + other.deleted,
-            duplicates=self.duplicates + other.duplicates,
-            unrouted=self.unrouted + other.unrouted,
-            rejected=[*self.rejected, *other.rejected],
-        )
 
 
 class TableSink:
@@ -133,21 +94,23 @@ class TableSink:
             raise ConfigurationError(f"chunk_size must be positive, got {chunk_size}")
         self.chunk_size = chunk_size
         self.executemany_below = executemany_below
-        # per collection: the table's introspected columns, the resolved (adapted) columns;
-        # filled on first use, dropped by invalidate()
-        self._tables: dict[str, Any] = {}
-        self._columns: dict[str, Any] = {}
-        # per table: whether the last chunk was all new rows (then try a plain COPY first)
-        self._expect_new: dict[str, bool] = {}
-        # per table: whether the last chunk had stale versions (then filter them out first)
-        self._expect_stale: dict[str, bool] = {}
+        # what was learned about the tables, shared by every driver; dropped by invalidate()
+        self._cache = SinkCache()
 
     def invalidate(self) -> None:
         """Forget what was learned about the tables (call after altering one)."""
-        self._tables.clear()
-        self._columns.clear()
-        self._expect_new.clear()
-        self._expect_stale.clear()
+        self._cache.clear()
+
+    def steps(
+        self, records: Iterable[Record], caps: Capabilities, *, nested: bool
+    ) -> Generator[Op, Any, ApplyResult]:
+        """The apply of ``records`` as operations, for a driver that can do ``caps``.
+
+        The one algorithm every driver runs (:mod:`upsync.sinks.steps`); the driver performs
+        the operations (:mod:`upsync.sinks.ops`) in a transaction of its own, or in a savepoint
+        of the caller's (``nested``).
+        """
+        return apply_steps(self, self._cache, records, caps, nested=nested)
 
     def plan(
         self,
@@ -158,7 +121,8 @@ class TableSink:
 
         ``table_columns(route)`` gives the target table's column names (``None`` if unknown);
         it is called once per route per call. Values are the raw Python values (dicts for JSON).
-        Drivers other than psycopg build their writes from this plan.
+        A preview of what :meth:`apply` would write; the apply itself plans the same way, with
+        the columns it introspects and each value in the form its column takes.
         """
         cache: dict[str, tuple[Column, ...]] = {}
 
@@ -182,17 +146,13 @@ class TableSink:
             ConfigurationError: ``unrouted="raise"`` and a record has no route (nothing written).
             RowRejected: ``isolate_bad_records=False`` and Postgres refused a row.
         """
-        from upsync.sinks.apply import apply_sync
-
-        return apply_sync(self, conn, records)
+        return psycopg_driver.apply_sync(self, conn, records)
 
     async def apply_async(
         self, conn: psycopg.AsyncConnection[Any], records: Iterable[Record]
     ) -> ApplyResult:
         """:meth:`apply` on an async psycopg connection."""
-        from upsync.sinks.apply import apply_async
-
-        return await apply_async(self, conn, records)
+        return await psycopg_driver.apply_async(self, conn, records)
 
 
 def raw_route(table: str, schema: str | None = None) -> Route:
