@@ -193,3 +193,43 @@ async def test_rewind_after_a_records_cursor_or_an_updated_idx_redelivers_what_f
         "/v1/http-consumers/workers/rewind", json={"after_idx": 1, "after_cursor": "x"}
     )
     assert both.status_code == 422 and "at most one" in error_of(both)["message"]
+
+
+async def test_a_nacked_record_updated_meanwhile_never_stalls_next_with_the_default_batch(
+    http: httpx.AsyncClient, source: Source
+) -> None:
+    """Issue #16: nack one of three records, the record changes upstream, then ``next`` (batch
+    size 1) hands out a record each time, the newer version included; each counted once."""
+    await create_consumer(http, source.stream.id)
+    await source.put("stripe:customer", {"id": "cus_1"}, {"id": "cus_2"}, {"id": "cus_3"})
+    first = await _next(http)
+    await http.post("/v1/http-consumers/workers/nack", json={"ack_tokens": _tokens(first)})
+    await source.put("stripe:customer", {"id": _ids(first)[0], "email": "new@x.io"})
+    handed: list[dict[str, Any]] = []
+    for _ in range(3):
+        body = await _next(http, wait_for=1000)
+        assert len(body["data"]) == 1, f"stalled after {handed}: {body['info']}"
+        assert body["info"]["num_pending"] == 2 - len(handed)
+        handed += [m["record"]["data"] for m in body["data"]]
+        await http.post("/v1/http-consumers/workers/ack", json={"ack_tokens": _tokens(body)})
+    assert sorted(d["id"] for d in handed) == ["cus_1", "cus_2", "cus_3"]
+    assert {"id": _ids(first)[0], "email": "new@x.io"} in handed
+
+
+async def test_an_expired_record_updated_meanwhile_never_stalls_next(
+    clocked: tuple[httpx.AsyncClient, ManualClock], source: Source
+) -> None:
+    http, clock = clocked
+    await create_consumer(http, source.stream.id, ack_wait_ms=1000)
+    await source.put("stripe:customer", {"id": "cus_1"}, {"id": "cus_2"})
+    await _next(http)
+    clock.advance(ms=1001)
+    await source.put("stripe:customer", {"id": "cus_1", "email": "new@x.io"})
+    seen: list[dict[str, Any]] = []
+    for _ in range(2):
+        body = await _next(http)
+        assert len(body["data"]) == 1, f"stalled after {seen}: {body['info']}"
+        seen += [m["record"]["data"] for m in body["data"]]
+        await http.post("/v1/http-consumers/workers/ack", json={"ack_tokens": _tokens(body)})
+    assert seen == [{"id": "cus_2"}, {"id": "cus_1", "email": "new@x.io"}]
+    assert (await _next(http))["info"] == {"num_pending": 0, "num_ack_pending": 0, "num_dead": 0}

@@ -3,7 +3,8 @@
 Claiming a batch, applying it and acking it need not move a single record through Python: in
 one transaction, under the consumer's row lock (engines sharing a consumer take turns), the
 consumer's cursor moves past its next records (:mod:`upsync.stream.cursor`; messages waiting
-for a retry, if any, are taken and deleted first), and each target table gets one guarded
+for a retry, if any, are taken and deleted first, the same ones the Python path would hand out:
+see :data:`upsync.stream.delivery.DELIVERABLE`), and each target table gets one guarded
 ``INSERT … SELECT`` straight from the stream's ``records``:
 
     INSERT INTO t (…) SELECT <column expressions> FROM records r LEFT JOIN syncs s …
@@ -38,6 +39,7 @@ from upsync.sinks.routes import Route, _parse_path
 from upsync.sinks.table import TableSink
 from upsync.stream._sql import DEFAULT_SCHEMA, q
 from upsync.stream.cursor import READER_COLS, Reader, pull
+from upsync.stream.delivery import DELIVERABLE
 
 __all__ = ["CompiledRoute", "FastPath", "column_expression", "compile_target"]
 
@@ -65,8 +67,7 @@ _TYPE_RE = re.compile(r"[a-z_][a-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])?")
 _LOCK = """
 SELECT
     EXISTS (SELECT 1 FROM {consumer_messages} m
-        WHERE m.consumer_id = k.id AND m.state <> 'dead'
-            AND (m.state = 'pending' OR m.ack_deadline <= now())) AS ready,
+        WHERE m.consumer_id = k.id AND {deliverable}) AS ready,
     EXISTS (SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id) AS any_messages,
     -- a batch's rows are sorted (row locks in one order): keep that in memory
     {roomy_work_mem} AS work_mem,
@@ -74,19 +75,21 @@ SELECT
     set_config('jit', 'off', true) AS jit,
     {reader_cols}
 FROM {consumers} k WHERE k.id = %(c)s FOR NO KEY UPDATE
-""".replace("{reader_cols}", READER_COLS)
-# messages a directly delivered version supersedes (a dead letter or a nacked older version)
+""".replace("{reader_cols}", READER_COLS).replace("{deliverable}", DELIVERABLE)
+# messages a directly delivered version supersedes (a dead letter, a nacked or expired older
+# version: an outdated message is never picked, the cursor's newer version replaces it)
 _SUPERSEDED = """
 DELETE FROM {consumer_messages} m
 USING unnest(%(ids)s::uuid[], %(idxs)s::bigint[]) AS t(rid, idx)
-WHERE m.consumer_id = %(c)s AND m.record_id = t.rid AND m.state <> 'delivered'
+WHERE m.consumer_id = %(c)s AND m.record_id = t.rid
+    AND (m.state <> 'delivered' OR m.ack_deadline <= now())
     AND m.updated_idx <= t.idx
 """
+# the same messages as the Python path's claim would hand out (see DELIVERABLE)
 _PICK = """
 WITH pick AS (
     SELECT m.record_id FROM {consumer_messages} m
-    WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
-        AND (m.state = 'pending' OR m.ack_deadline <= now())
+    WHERE m.consumer_id = %(c)s AND {deliverable}
     ORDER BY m.updated_idx
     LIMIT %(n)s
     FOR UPDATE OF m SKIP LOCKED
@@ -94,7 +97,7 @@ WITH pick AS (
 DELETE FROM {consumer_messages} m USING pick
 WHERE m.consumer_id = %(c)s AND m.record_id = pick.record_id
 RETURNING m.record_id
-"""
+""".replace("{deliverable}", DELIVERABLE)
 _COLLECTIONS = """
 SELECT DISTINCT r.collection_id FROM unnest(%s::uuid[]) AS pick(id)
 CROSS JOIN LATERAL (SELECT x.collection_id FROM {records} x WHERE x.id = pick.id OFFSET 0) r
@@ -231,20 +234,21 @@ class FastPath:
         messages waiting for a retry first, else straight from the stream through the
         consumer's cursor."""
         schema = self.stream_schema
+        params: dict[str, Any] = {"c": consumer_id, "now": None, "n": batch_size}
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q(schema, _LOCK), {"c": consumer_id})
+            await cur.execute(q(schema, _LOCK), params)
             row = await cur.fetchone()
         if row is None:  # the consumer was deleted
             return [], frozenset()
         if row["ready"]:
-            cur = await conn.execute(q(schema, _PICK), {"c": consumer_id, "n": batch_size})
+            cur = await conn.execute(q(schema, _PICK), params)
             ids = [r[0] for r in await cur.fetchall()]
-            if not ids:
-                return [], frozenset()
-            cur = await conn.execute(q(schema, _COLLECTIONS), [ids])
-            return ids, frozenset(c for (c,) in await cur.fetchall())
+            if ids:
+                cur = await conn.execute(q(schema, _COLLECTIONS), [ids])
+                return ids, frozenset(c for (c,) in await cur.fetchall())
+            # taken by a worker or outdated since the lock: the stream may still have records
         pulled = await pull(conn, Reader.from_row(row), batch_size, schema=schema)
         if pulled.ids and row["any_messages"]:
-            params = {"c": consumer_id, "ids": pulled.ids, "idxs": pulled.positions}
-            await conn.execute(q(schema, _SUPERSEDED), params)
+            ids_idxs = {"c": consumer_id, "ids": pulled.ids, "idxs": pulled.positions}
+            await conn.execute(q(schema, _SUPERSEDED), ids_idxs)
         return pulled.ids, pulled.collections

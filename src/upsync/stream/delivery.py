@@ -11,6 +11,14 @@ Each ``(consumer, record)`` has at most one row in ``consumer_messages``, carryi
 - ``dead``: listed by :func:`list_dead_letters` until :func:`replay_dead_letters` (or a newer
   version of the record) makes it pending again. Nothing is ever discarded silently.
 
+A message carries one version. If its record gets a newer one while the message waits for a
+retry (nacked, or past its ack deadline), the message is *outdated* and is not handed out
+(:data:`DELIVERABLE`): the newer version is still ahead of the cursor, and the pull that reaches
+it updates the message. So a claim counts only current messages as ready and keeps pulling until
+its batch is full or the stream has nothing more for the consumer: a consumer with deliverable
+records is always handed one (liveness), and ``num_pending`` (current messages plus the
+cursor's backlog) counts each record once.
+
 An ack deletes the row only if no newer version arrived since that delivery; otherwise the row
 goes back to ``pending`` with the newer version (invariant: acking an old delivery never drops a
 newer one). Claims lock the consumer row, so concurrent workers take turns for the few
@@ -35,19 +43,30 @@ from upsync.stream.clock import Clock, db_clock
 from upsync.stream.cursor import BACKLOG, READER_COLS, Reader, enqueue
 from upsync.stream.models import Consumer, ConsumerInfo, DeadLetter
 
+#: A message ``m`` that can be handed out now: not dead, not held within its ack window, and
+#: carrying its record's current version. An outdated one (the record got a newer version after
+#: a nack or an expiry) is not: the cursor has not reached that newer version yet, and the pull
+#: that does updates the message (the newer version counts in the cursor's backlog until then).
+#: Counting an outdated message as ready kept claims from pulling, and stalled the consumer.
+#: (OFFSET 0 keeps the version check a per-row probe: as a join it loses the index order and
+#: the LIMIT of the statements that use it.)
+DELIVERABLE = """(m.state <> 'dead' AND (m.state = 'pending' OR m.ack_deadline <= {now})
+    AND EXISTS (
+        SELECT 1 FROM {records} r WHERE r.id = m.record_id AND r.updated_idx = m.updated_idx
+        OFFSET 0
+    ))"""
+
 _LOCK_CONSUMER = """
 SELECT k.ack_wait_ms, k.max_deliver, k.max_ack_pending,
     (SELECT count(*) FROM {consumer_messages} m
      WHERE m.consumer_id = k.id AND m.state = 'delivered' AND m.ack_deadline > {now}) AS held,
     (SELECT count(*) FROM (
-        SELECT 1 FROM {consumer_messages} m
-        WHERE m.consumer_id = k.id AND m.state <> 'dead'
-            AND (m.state = 'pending' OR m.ack_deadline <= {now})
+        SELECT 1 FROM {consumer_messages} m WHERE m.consumer_id = k.id AND {deliverable}
         LIMIT %(cap)s) x) AS ready,
     {reader_cols}
 FROM {consumers} k
 WHERE k.id = %(c)s FOR NO KEY UPDATE
-"""
+""".replace("{deliverable}", DELIVERABLE)
 
 _READER = "SELECT {reader_cols} FROM {consumers} k WHERE k.id = %s"
 
@@ -65,14 +84,8 @@ WHERE m.consumer_id = %(c)s AND m.record_id = d.record_id
 _CLAIM = """
 WITH pick AS (
     SELECT m.record_id FROM {consumer_messages} m
-    WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
-        AND (m.state = 'pending' OR m.ack_deadline <= {now})
-        -- re-checked if the row changed under us: never hand out a version we cannot read
-        -- (OFFSET 0 keeps this a per-row check: as a join it loses the index order and LIMIT)
-        AND EXISTS (
-            SELECT 1 FROM {records} r WHERE r.id = m.record_id AND r.updated_idx = m.updated_idx
-            OFFSET 0
-        )
+    -- re-checked if the row changed under us: never hand out a version we cannot read
+    WHERE m.consumer_id = %(c)s AND {deliverable}
     ORDER BY m.updated_idx
     LIMIT %(n)s
     FOR UPDATE OF m SKIP LOCKED
@@ -94,15 +107,15 @@ FROM upd
 JOIN {records} r ON r.id = upd.record_id AND r.updated_idx = upd.delivered_idx
 LEFT JOIN {syncs} s ON s.id = r.sync_id
 ORDER BY r.updated_idx
-"""
+""".replace("{deliverable}", DELIVERABLE)
 
 # each count stops at %(cap)s rows (NULL: exact), so that next() stays cheap with a big backlog
 _INFO = """
 SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM {consumer_messages} m
-        WHERE m.consumer_id = %(c)s AND m.state <> 'dead'
-            AND (m.state = 'pending' OR (m.ack_deadline <= {now} AND NOT {exhausted}))
+        WHERE m.consumer_id = %(c)s AND {deliverable}
+            AND (m.state = 'pending' OR NOT {exhausted})
         LIMIT %(cap)s) x) + ({backlog}) AS pending,
     (SELECT count(*) FROM {consumer_messages} m
      WHERE m.consumer_id = %(c)s AND m.state = 'delivered' AND m.ack_deadline > {now})
@@ -117,7 +130,7 @@ SELECT
     extract(epoch FROM (
         SELECT min(m.ack_deadline) FROM {consumer_messages} m
         WHERE m.consumer_id = %(c)s AND m.state = 'delivered') - {now}) AS next_deadline_s
-"""
+""".replace("{deliverable}", DELIVERABLE)
 
 _HELD = """
 SELECT m.record_id, m.delivery_id FROM {consumer_messages} m
@@ -235,20 +248,15 @@ async def claim(
     """Deliver up to ``batch_size`` messages (oldest ``updated_idx`` first), in one transaction.
 
     Messages whose deadline passed after ``max_deliver`` attempts become dead letters first.
+    Liveness: the claim comes back short of ``batch_size`` (or empty) only when the stream has
+    nothing more for this consumer right now, or ``max_ack_pending`` messages are held.
     """
     async with conn.transaction():
         params = await _settings(conn, consumer, schema, clock, cap=batch_size)
         params["n"] = max(0, min(batch_size, params["max_ack_pending"] - params["held"]))
         params["cap"] = INFO_CAP
-        reader = Reader.from_row(params)
-        if params["n"] > params["ready"]:  # pull just what this claim can hand out
-            pulled = await enqueue(conn, reader, params["n"] - params["ready"], schema=schema)
-            reader = replace(reader, cursor=pulled.cursor)
-        params.update(reader.params())
-        await conn.execute(q(schema, _MARK_DEAD), params)
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q(schema, _CLAIM), params)
-            rows = await cur.fetchall()
+        params.update(Reader.from_row(params).params())
+        rows = await _take(conn, params, schema)
         info, wake = await _info(conn, params, schema)
     messages = tuple(
         Message(
@@ -260,6 +268,35 @@ async def claim(
         for r in rows
     )
     return Claimed(messages, info, wake)
+
+
+async def _take(conn: AConn, params: dict[str, Any], schema: str) -> list[dict[str, Any]]:
+    """Claim ``params["n"]`` messages (after marking the exhausted dead), pulling from the
+    stream what the ready ones do not cover.
+
+    A pulled record may not be claimable (a worker holds an older version of it, or a newer
+    version was committed since the pull): then the cursor pulls again, twice as far each
+    round, until the claim is full or the stream has nothing more. ``params`` ends with the
+    cursor where the last pull left it.
+    """
+    await conn.execute(q(schema, _MARK_DEAD), params)
+    want: int = params["n"]
+    rows: list[dict[str, Any]] = []
+    reader = Reader.from_row(params)
+    short = want - params["ready"]
+    while True:
+        more = True  # the stream may hold more records for this consumer
+        if short > 0:
+            pulled = await enqueue(conn, reader, short, schema=schema)
+            reader = replace(reader, cursor=pulled.cursor)
+            params.update(reader.params())
+            more = len(pulled.ids) == short
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q(schema, _CLAIM), {**params, "n": want - len(rows)})
+            rows += await cur.fetchall()
+        if len(rows) >= want or not more:
+            return rows
+        short = max(2 * short, want - len(rows))
 
 
 async def _info(
