@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
 import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.client._server import (
     Server,
@@ -19,9 +25,17 @@ from tests.client._server import (
     until_long_polling,
     write_customers,
 )
-from upsync.client import AsyncClient, Backoff, Client, run_worker, run_worker_async
+from upsync.client import (
+    AsyncClient,
+    Backoff,
+    Client,
+    WorkerStats,
+    run_worker,
+    run_worker_async,
+)
 from upsync.records import Record
-from upsync.sinks import Route, TableSink
+from upsync.sinks import ApplyResult, Route, TableSink
+from upsync.stream.models import ConsumerInfo
 
 
 def test_worker_applies_batches_to_a_table_with_table_sink_and_acks(
@@ -166,3 +180,219 @@ async def test_sigint_stops_the_async_worker_and_restores_the_default_handling(
         stats = await asyncio.wait_for(worker, timeout=5)
         assert stats.batches == 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- records the sink rejected (#16 item 3) ---------------------------------------------------
+
+_MAX_DELIVER = 3
+_FAST = Backoff(base_s=0.001, cap_s=0.01)
+
+
+#: A bound on a worker run that should stop by itself (a broken worker fails, not hangs).
+_DEADLINE_S = 60.0
+
+
+@contextlib.contextmanager
+def _deadline(stop: threading.Event) -> Iterator[None]:
+    guard = threading.Timer(_DEADLINE_S, stop.set)
+    guard.start()
+    try:
+        yield
+    finally:
+        guard.cancel()
+
+
+def _customers_sink(srv: Server) -> TableSink:
+    route = Route(
+        "stripe:customer", "customers", schema=srv.schema, columns={"email": "data.email"}
+    )
+    return TableSink([route])
+
+
+def _customers(rng: random.Random) -> dict[str, str]:
+    return {f"cus_{i}": f"{i}@x.io" for i in range(rng.randint(3, 12))}
+
+
+@dataclass
+class _Rejections:
+    """What the handler saw: deliveries per upstream id, and the record ids of each batch."""
+
+    expected: dict[str, str]
+    seen: Counter[str] = field(default_factory=Counter)
+    batches: list[set[str]] = field(default_factory=list)
+
+    def saw(self, records: list[Record]) -> bool:
+        """Count a batch; whether every record has now had its ``_MAX_DELIVER`` attempts."""
+        self.seen.update(r.upstream_id for r in records)
+        self.batches.append({r.id for r in records})
+        return all(self.seen[k] == _MAX_DELIVER for k in self.expected)
+
+    def check(self, stats: WorkerStats, info: ConsumerInfo, dead: list[dict[str, Any]]) -> None:
+        assert stats.rejected == _MAX_DELIVER * len(self.expected), stats
+        assert (stats.records, stats.failures) == (0, 0), stats
+        assert (info.num_pending, info.num_ack_pending, info.num_dead) == (
+            0,
+            0,
+            len(self.expected),
+        )
+        assert sorted(d["record"]["upstream_id"] for d in dead) == sorted(self.expected)
+        assert all(d["deliver_count"] == _MAX_DELIVER for d in dead)
+
+    def check_log(self, caplog: pytest.LogCaptureFixture) -> None:
+        """One warning per batch, naming each record id of the batch and the reason."""
+        lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+        assert len(lines) == len(self.batches)
+        for line, ids in zip(lines, self.batches, strict=True):
+            assert all(i in line for i in ids), line
+            assert "does not exist" in line and "nacked" in line, line
+
+
+def test_worker_nacks_records_the_sink_rejected_until_they_become_dead_letters(
+    server: Server, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = _Rejections(_customers(rng))
+    sink = _customers_sink(server)  # its table does not exist yet: every record is rejected
+    stop = threading.Event()
+    with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
+        sync_id, consumer = setup_consumer(client, max_deliver=_MAX_DELIVER)
+        write_customers(
+            server, sync_id, 1, *({"id": k, "email": v} for k, v in seen.expected.items())
+        )
+
+        def handler(records: list[Record]) -> ApplyResult:
+            result = sink.apply(conn, records)
+            assert len(result.rejected) == len(records)
+            if seen.saw(records):
+                stop.set()
+            return result
+
+        with caplog.at_level(logging.WARNING, logger="upsync.client"), _deadline(stop):
+            stats = run_worker(
+                client,
+                consumer,
+                handler,
+                batch_size=rng.randint(1, 5),
+                wait_for_ms=2000,
+                stop=stop,
+                backoff=_FAST,
+            )
+        seen.check(stats, client.info(consumer), client.dead_letters(consumer))
+        seen.check_log(caplog)
+
+        # with the table there, the replayed dead letters are applied and acked
+        create_customers_table(server)
+        assert client.replay_dead_letters(consumer) == len(seen.expected)
+        stop.clear()
+
+        def apply(records: list[Record]) -> ApplyResult:
+            result = sink.apply(conn, records)
+            if len(customer_rows(server)) == len(seen.expected):
+                stop.set()
+            return result
+
+        stats = run_worker(client, consumer, apply, batch_size=3, wait_for_ms=2000, stop=stop)
+        assert customer_rows(server) == seen.expected
+        assert (stats.records, stats.rejected) == (len(seen.expected), 0)
+        info = client.info(consumer)
+        assert (info.num_pending, info.num_ack_pending, info.num_dead) == (0, 0, 0)
+
+
+async def test_async_worker_nacks_records_the_sink_rejected_until_they_become_dead_letters(
+    server: Server, rng: random.Random, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = _Rejections(_customers(rng))
+    sink = _customers_sink(server)
+    stop = asyncio.Event()
+    async with (
+        AsyncClient(server.url, server.token) as client,
+        await psycopg.AsyncConnection.connect(server.dsn) as conn,
+    ):
+        stream = await client.create_stream("main")
+        sync = await client.create_sync(
+            provider="stripe",
+            stream_id=stream["id"],
+            name="acme",
+            collection_ids=["stripe:customer"],
+            credential={"properties": {"kind": "stripe_key", "secret": "sk_test_abc123"}},
+        )
+        await client.create_consumer(stream["id"], "workers", max_deliver=_MAX_DELIVER)
+        customers = ({"id": k, "email": v} for k, v in seen.expected.items())
+        await asyncio.to_thread(write_customers, server, sync["id"], 1, *customers)
+
+        async def handler(records: list[Record]) -> ApplyResult:
+            result = await sink.apply_async(conn, records)
+            if seen.saw(records):
+                stop.set()
+            return result
+
+        with caplog.at_level(logging.WARNING, logger="upsync.client"):
+            worker = run_worker_async(
+                client,
+                "workers",
+                handler,
+                batch_size=rng.randint(1, 5),
+                wait_for_ms=2000,
+                stop=stop,
+                backoff=_FAST,
+            )
+            stats = await asyncio.wait_for(worker, _DEADLINE_S)
+        seen.check(stats, await client.info("workers"), await client.dead_letters("workers"))
+        seen.check_log(caplog)
+
+        create_customers_table(server)
+        assert await client.replay_dead_letters("workers") == len(seen.expected)
+        stop.clear()
+
+        async def apply(records: list[Record]) -> ApplyResult:
+            result = await sink.apply_async(conn, records)
+            if len(customer_rows(server)) == len(seen.expected):
+                stop.set()
+            return result
+
+        stats = await run_worker_async(
+            client, "workers", apply, batch_size=3, wait_for_ms=2000, stop=stop
+        )
+        assert customer_rows(server) == seen.expected
+        assert (stats.records, stats.rejected) == (len(seen.expected), 0)
+        info = await client.info("workers")
+        assert (info.num_pending, info.num_ack_pending, info.num_dead) == (0, 0, 0)
+
+
+def test_worker_acks_the_applied_records_of_a_batch_and_nacks_only_the_rejected_ones(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_customers_table(server)
+    # a CHECK the bad record breaks: Postgres refuses its row, the sink isolates it
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER TABLE {} ADD CHECK (email <> 'bad')").format(
+                sql.Identifier(server.schema, "customers")
+            )
+        )
+    sink = _customers_sink(server)
+    stop = threading.Event()
+    batches: list[list[Record]] = []
+    with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
+        sync_id, consumer = setup_consumer(client, max_deliver=2)
+        write_customers(
+            server, sync_id, 1, {"id": "cus_1", "email": "a@x.io"}, {"id": "cus_2", "email": "bad"}
+        )
+
+        def handler(records: list[Record]) -> ApplyResult:
+            batches.append(sorted(records, key=lambda r: r.upstream_id))
+            if len(batches) == 2:
+                stop.set()
+            return sink.apply(conn, records)
+
+        with caplog.at_level(logging.WARNING, logger="upsync.client"), _deadline(stop):
+            stats = run_worker(
+                client, consumer, handler, batch_size=10, wait_for_ms=2000, stop=stop, backoff=_FAST
+            )
+        assert [[r.upstream_id for r in b] for b in batches] == [["cus_1", "cus_2"], ["cus_2"]]
+        assert (stats.records, stats.rejected) == (1, 2)
+        assert customer_rows(server) == {"cus_1": "a@x.io"}
+        info = client.info(consumer)
+        assert (info.num_pending, info.num_ack_pending, info.num_dead) == (0, 0, 1)
+        good, bad = batches[0]
+        assert "check constraint" in caplog.text
+        assert bad.id in caplog.text and good.id not in caplog.text
