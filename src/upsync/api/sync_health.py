@@ -6,7 +6,10 @@ drift found by reconciliation, errors and webhook deliveries. When the engine ru
 this process (``source: "engine"``) the figures are live; when the API runs on its own
 (``create_app`` alone) they are what the sync's stored cursors say (``source: "database"``).
 
-Status rules (live): ``error`` while the last attempt failed (the message is redacted);
+``SyncHealth`` itself lives in :mod:`upsync.engine.health` (re-exported here).
+
+Status rules (live): ``error`` while the last attempt failed (the message is redacted), with
+``stopped: true`` when the engine gave up on the sync until its configuration changes;
 ``warn`` when the backfill is done but no poll has succeeded for a while; ``healthy``
 otherwise, backfilling included. From the database alone errors are invisible, so the status
 is ``healthy`` with a note saying where the figures come from.
@@ -16,15 +19,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from upsync.engine.health import SyncHealth
 from upsync.redact import redact
-from upsync.sources.stripe.source import CollectionProgress, SourceStatus
+from upsync.sources.stripe.source import CollectionProgress
 from upsync.stream.models import Sync
 
 __all__ = ["LiveSyncs", "SyncHealth", "attach_live_syncs", "health_block", "live_syncs"]
@@ -33,28 +36,6 @@ __all__ = ["LiveSyncs", "SyncHealth", "attach_live_syncs", "health_block", "live
 #: (and at least :data:`_STALE_MIN_S`) is a warning.
 _STALE_POLLS = 10
 _STALE_MIN_S = 60.0
-
-
-@dataclass
-class SyncHealth(SourceStatus):
-    """A source's status plus what the engine counts around it.
-
-    Assigning a non-empty ``last_error`` (the source does so on each failed poll) also counts
-    an error and stamps ``last_error_at``, so a failure between two scrapes is not missed even
-    though the next good poll clears ``last_error``.
-    """
-
-    errors: int = 0
-    last_error_at: float | None = None
-    restarts: int = 0
-    webhooks_accepted: int = 0
-    webhooks_refused: int = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "last_error" and value:
-            object.__setattr__(self, "errors", getattr(self, "errors", 0) + 1)
-            object.__setattr__(self, "last_error_at", time.time())
-        object.__setattr__(self, name, value)
 
 
 class LiveSyncs(Protocol):
@@ -129,6 +110,7 @@ def health_block(
         "restarts": live.restarts,
         "last_error": None if not live.last_error else redact(live.last_error),
         "last_error_at": _iso(live.last_error_at),
+        "stopped": live.stopped,
         "webhooks": {"accepted": live.webhooks_accepted, "refused": live.webhooks_refused},
     }
 
@@ -140,6 +122,9 @@ def _judge(
     poll_interval: float,
     now: float,
 ) -> tuple[str, list[str]]:
+    if live.last_error and live.stopped:
+        error = redact(live.last_error)
+        return "error", [f"stopped: {error}; not retried until the sync is changed"]
     if live.last_error:
         return "error", [f"last attempt failed: {redact(live.last_error)}"]
     pending = [cid for cid, p in progress.items() if not p.done]
@@ -178,6 +163,7 @@ def _from_database(sync: Sync) -> dict[str, Any]:
         "restarts": None,
         "last_error": None,
         "last_error_at": None,
+        "stopped": None,
         "webhooks": None,
     }
 

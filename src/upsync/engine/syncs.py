@@ -5,11 +5,17 @@ is called, e.g. by the API after a change), starts sources for new active syncs,
 paused or deleted, and restarts a failed source after a jittered, growing delay. A source's
 progress lives in the database, so a restart — of the source or the whole process — resumes.
 
+Each sync is isolated: a sync that cannot be started (an unknown provider or collection, no
+credential) or whose source fails with an error retrying cannot fix (see
+:mod:`upsync.engine.supervision`) is stopped on its own — its health shows the error and
+``stopped`` — and is not retried until its configuration changes; every other sync runs on.
+A transient failure (the database or Stripe unreachable) is retried with backoff.
+
 Webhook signing secrets are credentials of kind ``stripe_webhook_secret``, referenced from the
 sync's ``metadata["webhook_credential_id"]`` (one id, or a list of ids while a secret is being
 rolled). They are read when the source starts; changing the reference restarts the source.
 
-Each running sync has a :class:`~upsync.api.sync_health.SyncHealth` (its source's status plus
+Each running sync has a :class:`~upsync.engine.health.SyncHealth` (its source's status plus
 error and webhook counts); it outlives restarts of the source, so its counters keep counting.
 """
 
@@ -18,29 +24,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from upsync.api.sync_health import SyncHealth
-from upsync.errors import NotFound
+from upsync.engine.health import SyncHealth, TaskBoard
+from upsync.engine.supervision import Backoff, is_transient, pause, stopped
+from upsync.errors import ConfigurationError, NotFound, UpsyncError
 from upsync.redact import redact
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
+from upsync.sources.stripe.collections import collection
 from upsync.sources.stripe.ratelimit import RateLimiter
 from upsync.sources.stripe.source import StripeSource
 from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.catalog import list_syncs, reveal_secret
-from upsync.stream.models import Sync
+from upsync.stream.models import WEBHOOK_CREDENTIAL_KEY, Sync, webhook_credential_ids
 
 __all__ = ["WEBHOOK_CREDENTIAL_KEY", "SyncRunner", "default_rate", "webhook_credential_ids"]
 
-#: The sync metadata key naming the credential(s) that hold its webhook signing secret(s).
-WEBHOOK_CREDENTIAL_KEY = "webhook_credential_id"
 
 _log = logging.getLogger(__name__)
 
@@ -70,13 +74,23 @@ class _Running:
     started_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A sync stopped for good, and the configuration it was stopped with."""
+
+    config: tuple[Any, ...]
+    error: str
+
+
 #: a source that ran this long before failing starts its backoff afresh
 _HEALTHY_RUN_S = 300.0
+_RESTART_BACKOFF = Backoff(base_s=1.0, max_s=60.0)
+_CATALOG_BACKOFF = Backoff()
 
 
 @dataclass
 class SyncRunner:
-    """Keeps one source task per active sync."""
+    """Keeps one source task per active sync; a sync that cannot run never holds up another."""
 
     pool: AsyncConnectionPool[Any]
     schema: str = DEFAULT_SCHEMA
@@ -84,10 +98,12 @@ class SyncRunner:
     poll_interval: float = 0.5
     refresh_every: float = 5.0
     reconcile_every: float | None = 24 * 3600
+    tasks: TaskBoard = field(default_factory=TaskBoard)
     running: dict[str, _Running] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
     _health: dict[str, tuple[Sync, SyncHealth]] = field(default_factory=dict)
+    _refused: dict[str, _Refused] = field(default_factory=dict)
 
     def source(self, sync_id: str) -> StripeSource | None:
         """The running source of a sync (for status and webhooks)."""
@@ -108,28 +124,40 @@ class SyncRunner:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Supervise sources until ``stop`` is set, then stop them all."""
+        """Supervise sources until ``stop`` is set, then stop them all.
+
+        Reading the catalog is retried while the error is transient (the database restarting);
+        any other error stops the runner, logged once and shown in ``/healthz``.
+        """
+        me = self.tasks.task("sync runner")
         try:
             while not stop.is_set():
                 try:
                     await self._reconcile_tasks()
-                except Exception as e:  # the database may be restarting: keep supervising
-                    _log.warning("sync runner: cannot read syncs: %s", redact(str(e)))
-                self._wake.clear()
-                waits = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self._wake.wait()),
-                ]
-                await asyncio.wait(waits, timeout=self.refresh_every, return_when="FIRST_COMPLETED")
-                for w in waits:
-                    w.cancel()
+                    me.ok()
+                except Exception as e:
+                    if not is_transient(e):
+                        stopped(_log, me, e)
+                        return
+                    me.retrying(e)
+                    _log.warning("sync runner: cannot read syncs: %s (retrying)", redact(str(e)))
+                    await pause(stop, _CATALOG_BACKOFF.delay(me.failures))
+                    continue
+                await self._wait(stop)
         finally:
             await asyncio.gather(*(self._stop(i) for i in list(self.running)))
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        await asyncio.wait(waits, timeout=self.refresh_every, return_when="FIRST_COMPLETED")
+        for w in waits:
+            w.cancel()
 
     async def _reconcile_tasks(self) -> None:
         async with self.pool.connection() as conn:
             syncs = {s.id: s for s in await list_syncs(conn, schema=self.schema)}
-        wanted = {i: s for i, s in syncs.items() if s.status == "active" and s.provider == "stripe"}
+        wanted = {i: s for i, s in syncs.items() if s.status == "active"}
         for sync_id in list(self.running):
             entry = self.running[sync_id]
             changed = sync_id in wanted and _config(wanted[sync_id]) != _config(entry.sync)
@@ -137,20 +165,75 @@ class SyncRunner:
                 await self._stop(sync_id)
         for sync_id in [i for i in self._health if i not in wanted]:
             del self._health[sync_id]  # paused or deleted: its status is the database's again
+            self._refused.pop(sync_id, None)
+            self._backoff.pop(sync_id, None)
         now = asyncio.get_running_loop().time()
         for sync_id, sync in wanted.items():
             current = self.running.get(sync_id)
             if current is not None and current.task.done():
-                self._schedule_restart(self.running.pop(sync_id), now)
+                self._ended(self.running.pop(sync_id), now)
                 current = None
             failures, not_before = self._backoff.get(sync_id, (0, 0.0))
-            if current is None and now >= not_before:
-                await self._start(sync, failures)
+            if current is None and now >= not_before and not self._still_refused(sync):
+                await self._start_isolated(sync, failures, now)
+
+    def _still_refused(self, sync: Sync) -> bool:
+        """Whether ``sync`` was stopped for good and has not changed since."""
+        refused = self._refused.get(sync.id)
+        if refused is None:
+            return False
+        if refused.config == _config(sync):
+            return True
+        del self._refused[sync.id]
+        _log.info("sync %s: configuration changed; starting it again", _name(sync))
+        return False
+
+    async def _start_isolated(self, sync: Sync, failures: int, now: float) -> None:
+        """Start ``sync``; whatever goes wrong stays with this sync and shows in its health."""
+        try:
+            await self._start(sync, failures)
+        except Exception as e:
+            health = self._health_of(sync)
+            health.last_error = redact(f"{type(e).__name__}: {e}")
+            if is_transient(e):
+                failures += 1
+                delay = _RESTART_BACKOFF.delay(failures)
+                _log.warning(
+                    "sync %s: cannot start: %s (retrying in %.1f s)",
+                    _name(sync),
+                    health.last_error,
+                    delay,
+                )
+                self._backoff[sync.id] = (failures, now + delay)
+            else:
+                self._refuse(sync, health, e)
+
+    def _refuse(self, sync: Sync, health: SyncHealth, error: BaseException) -> None:
+        health.stopped = True
+        self._refused[sync.id] = _Refused(_config(sync), health.last_error or "")
+        # a configuration error is the user's to fix and says all there is; others get a trace
+        trace = None if isinstance(error, UpsyncError) else error
+        _log.error(
+            "sync %s stopped: %s (not retried until the sync is changed)",
+            _name(sync),
+            health.last_error,
+            exc_info=trace,
+        )
+
+    def _health_of(self, sync: Sync) -> SyncHealth:
+        health = self._health.get(sync.id, (sync, SyncHealth()))[1]
+        self._health[sync.id] = (sync, health)
+        return health
 
     async def _start(self, sync: Sync, failures: int = 0) -> None:
+        if sync.provider != "stripe":
+            raise ConfigurationError(
+                f"provider {sync.provider!r} is not supported (upsync syncs: stripe)"
+            )
         if sync.credential_id is None:
-            _log.warning("sync %s has no credential; not started", sync.id)
-            return
+            raise ConfigurationError("the sync has no credential (its Stripe API key)")
+        for collection_id in sync.collection_ids:
+            collection(collection_id)  # an unknown collection is refused before any I/O
         async with self.pool.connection() as conn:
             secret = await reveal_secret(conn, sync.credential_id, schema=self.schema)
             webhook_secrets = await self._webhook_secrets(conn, sync)
@@ -168,8 +251,8 @@ class SyncRunner:
             poll_interval=self.poll_interval,
             reconcile_every=self.reconcile_every,
         )
-        health = self._health.get(sync.id, (sync, SyncHealth()))[1]
-        self._health[sync.id] = (sync, health)
+        health = self._health_of(sync)
+        health.stopped = False
         source.status = health  # one status per sync, kept across restarts of its source
         stop = asyncio.Event()
         task = asyncio.create_task(self._guard(sync, source, stop), name=f"sync {sync.id}")
@@ -182,7 +265,9 @@ class SyncRunner:
             raise
         except Exception as e:
             source.status.last_error = redact(f"{type(e).__name__}: {e}")
-            _log.warning("sync %s failed: %s", sync.id, source.status.last_error)
+            if not is_transient(e):
+                raise  # the runner stops the sync for good (see _ended)
+            _log.warning("sync %s failed: %s", _name(sync), source.status.last_error)
         finally:
             await source.http.aclose()
 
@@ -196,13 +281,18 @@ class SyncRunner:
                 _log.warning("sync %s: webhook credential %s not found", sync.id, credential_id)
         return secrets
 
-    def _schedule_restart(self, entry: _Running, now: float) -> None:
+    def _ended(self, entry: _Running, now: float) -> None:
+        """A source task ended: restart it after a pause, or stop the sync on a lasting error."""
+        error = None if entry.task.cancelled() else entry.task.exception()
+        health = self._health_of(entry.sync)
+        if error is not None:
+            self._refuse(entry.sync, health, error)
+            return
         ran_well = time.monotonic() - entry.started_at >= _HEALTHY_RUN_S
         failures = 1 if ran_well else entry.failures + 1
-        if entry.sync.id in self._health:
-            self._health[entry.sync.id][1].restarts += 1
-        delay = min(60.0, 0.5 * 2 ** min(failures, 7)) * random.uniform(0.5, 1.0)
-        _log.info("restarting sync %s in %.1fs", entry.sync.id, delay)
+        health.restarts += 1
+        delay = _RESTART_BACKOFF.delay(failures)
+        _log.info("restarting sync %s in %.1fs", _name(entry.sync), delay)
         self._backoff[entry.sync.id] = (failures, now + delay)
 
     async def _stop(self, sync_id: str) -> None:
@@ -216,6 +306,12 @@ class SyncRunner:
             entry.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await entry.task
+        except Exception:  # it already failed and was reported; stopping is what was asked
+            return
+
+
+def _name(sync: Sync) -> str:
+    return f"{sync.name!r} ({sync.id})"
 
 
 def _config(sync: Sync) -> tuple[Any, ...]:
@@ -227,13 +323,3 @@ def _config(sync: Sync) -> tuple[Any, ...]:
         sync.status,
         webhook_credential_ids(sync.metadata),
     )
-
-
-def webhook_credential_ids(metadata: Mapping[str, Any]) -> tuple[str, ...]:
-    """The ids under ``metadata["webhook_credential_id"]``: one id or a list (secret roll)."""
-    value = metadata.get(WEBHOOK_CREDENTIAL_KEY)
-    if isinstance(value, str) and value:
-        return (value,)
-    if isinstance(value, list):
-        return tuple(str(v) for v in value if isinstance(v, str) and v)
-    return ()
