@@ -250,6 +250,7 @@ class SyncRunner:
             webhook_secrets=webhook_secrets,
             poll_interval=self.poll_interval,
             reconcile_every=self.reconcile_every,
+            label=f"sync {sync.name!r}",
         )
         health = self._health_of(sync)
         health.stopped = False
@@ -257,6 +258,9 @@ class SyncRunner:
         stop = asyncio.Event()
         task = asyncio.create_task(self._guard(sync, source, stop), name=f"sync {sync.id}")
         self.running[sync.id] = _Running(sync, source, task, stop, failures)
+        _log.info(
+            "sync %s started: %s", _name(sync), ", ".join(sync.collection_ids) or "no collections"
+        )
 
     async def _guard(self, sync: Sync, source: StripeSource, stop: asyncio.Event) -> None:
         try:
@@ -300,6 +304,8 @@ class SyncRunner:
         if entry is None:
             return
         entry.stop.set()
+        if not entry.task.done():
+            _log.info("sync %s stopped", _name(entry.sync))
         try:
             await asyncio.wait_for(asyncio.shield(entry.task), timeout=10)
         except TimeoutError:

@@ -40,6 +40,7 @@ from upsync.sources.stripe.collections import StripeCollection, collection
 from upsync.sources.stripe.events import Action, EventWindow, action_for, related_reads
 from upsync.sources.stripe.ids import InvalidObjectId, is_object_id, path_segment
 from upsync.sources.stripe.listing import Slice, complete_nested, read_page, walk
+from upsync.sources.stripe.milestones import BackfillLog
 from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
 
 __all__ = ["STRIPE_EPOCH", "CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
@@ -150,6 +151,8 @@ class StripeSource:
         reconcile_every: float | None = 24 * 3600,
         parallel: int = 8,
         on_progress: Callable[[CollectionProgress], None] | None = None,
+        label: str = "stripe source",
+        progress_every: int = 10_000,
     ) -> None:
         self.http = http
         self.port = port
@@ -170,6 +173,8 @@ class StripeSource:
         self._stored_backfill: dict[str, Any] = {}
         self.needs_reconcile = False
         """the event cursor expired: the next loop iteration re-lists everything"""
+        self.milestones = BackfillLog(label, every_objects=progress_every)
+        """info-level log lines: backfill started, progress, complete; live on events"""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Backfill, then follow events until ``stop`` is set. Safe to restart at any point."""
@@ -185,6 +190,7 @@ class StripeSource:
                     await self.reconcile()
                 await self.poll_once()
                 self.status.last_error = None
+                self.milestones.live(self.poll_interval)
             except UpsyncError as e:
                 # transient upstream trouble: report it, keep going; the cursor did not move
                 self.status.last_error = str(e)
@@ -234,6 +240,8 @@ class StripeSource:
             c.collection_id: CollectionProgress.from_state(c.collection_id, stored)
             for c in self.collections
         }
+        started = time.monotonic()
+        pending = [p for p in self.status.backfill.values() if not p.done]
         try:
             async with asyncio.TaskGroup() as group:
                 for coll in self.collections:
@@ -244,12 +252,24 @@ class StripeSource:
             raise _first_leaf(group_error) from None
         self._backfilled.update(self.collection_ids)
         await self.port.backfill_completed()
+        if pending:
+            _log.info(
+                "%s: initial backfill complete: %d objects in %d collection(s) in %.1f s",
+                self.milestones.label,
+                sum(p.count for p in self.status.backfill.values()),
+                len(self.status.backfill),
+                time.monotonic() - started,
+            )
 
     async def _backfill_one(self, coll: StripeCollection, progress: CollectionProgress) -> None:
+        if progress.done:
+            return
+        self.milestones.started(coll.collection_id, progress.count)
         async with asyncio.TaskGroup() as group:
             for i, piece in list(progress.slices.items()):
                 if not piece.done:
                     group.create_task(self._walk(coll, progress, i, group))
+        self.milestones.completed(coll.collection_id, progress.count)
 
     async def _walk(
         self,
@@ -270,6 +290,7 @@ class StripeSource:
                         coll, progress, page, (progress.key(i), advanced.to_state())
                     )
                     progress.slices[i] = advanced
+                    self.milestones.progress(coll.collection_id, progress.count)
                     if (
                         not advanced.done
                         and self._active < self.parallel
