@@ -15,6 +15,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from upsync.errors import ConfigurationError
 from upsync.redact import redact
 
@@ -122,8 +125,26 @@ def _parse(name: str, value: Any, origin: str) -> Any:
         raise ConfigurationError(f"{origin}={text!r}: expected one of {', '.join(_CHOICES[name])}")
     if name == "stripe_base_url" and not text.startswith(("https://", "http://")):
         raise ConfigurationError(f"{origin}={text!r}: expected an http(s) URL")
-    if name == "database_url" and not text.startswith(("postgresql://", "postgres://", "host=")):
-        raise ConfigurationError(
-            f"{origin}: {redact(text)!r} is not a Postgres URL (postgresql://user@host:5432/db)"
-        )
+    if name == "database_url":
+        _check_conninfo(text, origin)
     return text.lower() if name in _CHOICES else text
+
+
+def _check_conninfo(text: str, origin: str) -> None:
+    """Refuse what libpq would refuse: a URL or key/value pairs in any order, parsed by libpq
+    itself (through psycopg), so every form it documents is taken and nothing else."""
+    scheme = text.split("://", 1)[0] if "://" in text else None
+    if scheme is not None and scheme not in ("postgresql", "postgres"):
+        reason = f"the scheme is {scheme!r}"
+    else:
+        try:
+            conninfo_to_dict(text)
+            return
+        except psycopg.ProgrammingError as e:
+            # libpq quotes the whole value when it cannot find a key in it: keep that out
+            # (it may hold a password), keep its reason when it names only a key
+            reason = str(e) if text not in str(e) else "no key=value pairs"
+    raise ConfigurationError(
+        f"{origin}: not a Postgres URL or connection string ({reason}); expected "
+        "postgresql://user@host:5432/db or key=value pairs such as 'host=… dbname=…'"
+    )
