@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from typing import Any
 
@@ -115,3 +116,61 @@ def test_http_errors_become_upsync_errors(status: int, body: Any, error: type[Ex
     message = str(raised.value)
     assert message.startswith(f"POST /v1/http-consumers/x/ack: {status}")
     assert "upsync_tok_secret" not in message and "upsync_tok_secret" not in repr(raised.value)
+
+
+# -- get-or-create, and updates that send only what was given ---------------------------------
+
+
+def test_create_consumer_with_exist_ok_returns_the_same_consumer_when_a_worker_starts_again(
+    server: Server,
+) -> None:
+    with Client(server.url, server.token) as client:
+        stream = client.create_stream("main")
+
+        def start_worker() -> dict[str, Any]:  # the set-up a worker runs on every start
+            return client.create_consumer(
+                stream["id"],
+                "workers",
+                max_deliver=3,
+                filters={"collection_id": "stripe:customer"},
+                exist_ok=True,
+            )
+
+        first, again = start_worker(), start_worker()
+        assert again["id"] == first["id"] and again["max_deliver"] == 3
+        assert [c["id"] for c in client.list_consumers()] == [first["id"]]
+        with pytest.raises(ConfigurationError, match="max_deliver") as differs:
+            client.create_consumer(stream["id"], "workers", max_deliver=5, exist_ok=True)
+        assert "409" in str(differs.value)
+        with pytest.raises(ConfigurationError, match="already exists"):
+            client.create_consumer(stream["id"], "workers", max_deliver=3)
+        assert client.get_consumer("workers")["max_deliver"] == 3
+
+
+async def test_async_create_consumer_with_exist_ok_is_idempotent(server: Server) -> None:
+    async with AsyncClient(server.url, server.token) as client:
+        stream = await client.create_stream("main")
+        first = await client.create_consumer(stream["id"], "workers", exist_ok=True)
+        again = await client.create_consumer(stream["id"], "workers", exist_ok=True)
+        assert again["id"] == first["id"]
+
+
+def test_update_sends_exactly_the_settings_given_and_none_where_given() -> None:
+    bodies: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(200, json={})
+
+    transport = httpx.MockTransport(answer)
+    with Client("http://upsync.test", "upsync_tok_x", transport=transport) as client:
+        client.update_consumer("workers", max_deliver=5)
+        client.update_consumer("workers", filters=None)
+        client.update_sync("s1", external_id=None, collection_ids=("stripe:customer",))
+        client.create_consumer("main", "workers")
+    assert [json.loads(b) for b in bodies] == [
+        {"max_deliver": 5},
+        {"filters": None},
+        {"external_id": None, "collection_ids": ["stripe:customer"]},
+        {"stream_id": "main", "name": "workers"},
+    ]

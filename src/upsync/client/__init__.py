@@ -22,15 +22,18 @@ Every method exists twice with the same signature: on :class:`Client` (blocking)
 bearer token never appears in a repr, an error or a log line.
 """
 
+from upsync.client._calls import UNSET, Unset
 from upsync.client.http import AsyncClient, Client
 from upsync.client.worker import Backoff, WorkerStats, run_worker, run_worker_async
 from upsync.errors import ApiUnavailable
 
 __all__ = [
+    "UNSET",
     "ApiUnavailable",
     "AsyncClient",
     "Backoff",
     "Client",
+    "Unset",
     "WorkerStats",
     "run_worker",
     "run_worker_async",

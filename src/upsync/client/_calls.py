@@ -6,6 +6,7 @@ sends it, blocking or async, so the two clients cannot drift apart.
 
 from __future__ import annotations
 
+import enum
 import json
 import urllib.parse
 from collections.abc import (
@@ -27,6 +28,20 @@ Json = dict[str, Any]
 
 #: Extra seconds a long poll may take on the wire beyond its ``wait_for``.
 _POLL_SLACK_S = 10.0
+
+
+class Unset(enum.Enum):
+    """The default of an ``update_*`` argument: leave that setting as it is (``None`` may
+    mean something, e.g. ``filters=None`` matches everything)."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+Unset.__module__ = "upsync.client"  # where it is public (help() shows the type's path)
+UNSET = Unset.UNSET
 
 
 # -- one request builder per endpoint ------------------------------------------------------
@@ -89,7 +104,17 @@ def _consumer(consumer: str, *rest: str) -> str:
 
 
 def _query(**params: Any) -> dict[str, Any]:
+    """The parameters that were given (``None``: leave it to the server)."""
     return {k: v for k, v in params.items() if v is not None}
+
+
+def _changes(**params: Any) -> dict[str, Any]:
+    """The settings to change: those not :data:`UNSET` (``None`` included)."""
+    return {k: v for k, v in params.items() if v is not UNSET}
+
+
+def _dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> str | None:
@@ -148,47 +173,103 @@ class _calls:
         )
 
     @staticmethod
-    def create_consumer(stream_id: str, name: str, **settings: Any) -> _Call[Json]:
-        """Create an HTTP consumer (``filters``, ``deliver_policy``, ``ack_wait_ms``, …)."""
-        body = {"stream_id": stream_id, "name": name, **settings}
+    def create_consumer(
+        stream_id: str,
+        name: str,
+        *,
+        filters: Mapping[str, str] | None = None,
+        deliver_policy: str | None = None,
+        ack_wait_ms: int | None = None,
+        max_deliver: int | None = None,
+        max_ack_pending: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+    ) -> _Call[Json]:
+        """Create an HTTP consumer on a stream (its id or name); settings left ``None`` take
+        the server's defaults (``deliver_policy="all"``, ``ack_wait_ms=30000``,
+        ``max_deliver=-1``: unlimited, ``max_ack_pending=1000``).
+
+        With ``exist_ok=True`` an existing consumer of that name on that stream with the same
+        settings is returned instead (so a worker may run its set-up on every start); one with
+        other settings raises :class:`~upsync.errors.ConfigurationError` (409) naming them."""
+        body = {
+            "stream_id": stream_id,
+            "name": name,
+            **_query(
+                filters=_dict(filters),
+                deliver_policy=deliver_policy,
+                ack_wait_ms=ack_wait_ms,
+                max_deliver=max_deliver,
+                max_ack_pending=max_ack_pending,
+                metadata=_dict(metadata),
+            ),
+        }
+        if exist_ok:
+            body["exist_ok"] = True
         return _Call("POST", "/v1/http-consumers", _json, json=body)
 
     @staticmethod
     def list_consumers(
         *, stream_id: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> _Call[list[Json]]:
+        """HTTP consumers, of one stream or all; ``metadata``: only those whose metadata
+        contains these keys and values."""
         params = _query(stream_id=stream_id, metadata=_metadata(metadata))
         return _Call("GET", "/v1/http-consumers", _items, params=params)
 
     @staticmethod
     def get_consumer(consumer: str) -> _Call[Json]:
+        """One HTTP consumer, by id or name."""
         return _Call("GET", _consumer(consumer), _json)
 
     @staticmethod
-    def update_consumer(consumer: str, **changes: Any) -> _Call[Json]:
-        """Change the given settings only."""
+    def update_consumer(
+        consumer: str,
+        *,
+        name: str | Unset = UNSET,
+        filters: Mapping[str, str] | Unset | None = UNSET,
+        ack_wait_ms: int | Unset = UNSET,
+        max_deliver: int | Unset = UNSET,
+        max_ack_pending: int | Unset = UNSET,
+        metadata: Mapping[str, Any] | Unset = UNSET,
+    ) -> _Call[Json]:
+        """Change the given settings only; ``filters=None`` matches every record.
+        (``deliver_policy`` and the stream are fixed at creation.)"""
+        changes = _changes(
+            name=name,
+            filters=filters if filters is UNSET else _dict(filters),
+            ack_wait_ms=ack_wait_ms,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+            metadata=metadata if metadata is UNSET else dict(metadata),
+        )
         return _Call("PATCH", _consumer(consumer), _json, json=changes)
 
     @staticmethod
     def delete_consumer(consumer: str) -> _Call[Json]:
+        """Delete an HTTP consumer."""
         return _Call("DELETE", _consumer(consumer), _json)
 
     @staticmethod
     def create_stream(name: str, *, metadata: Mapping[str, Any] | None = None) -> _Call[Json]:
+        """Create a stream."""
         return _Call(
             "POST", "/v1/streams", _json, json={"name": name, "metadata": dict(metadata or {})}
         )
 
     @staticmethod
     def list_streams() -> _Call[list[Json]]:
+        """Every stream."""
         return _Call("GET", "/v1/streams", _items)
 
     @staticmethod
     def get_stream(id_or_name: str) -> _Call[Json]:
+        """One stream, by id or name."""
         return _Call("GET", "/v1/streams/" + _quote(id_or_name), _json)
 
     @staticmethod
     def delete_stream(stream_id: str) -> _Call[Json]:
+        """Delete a stream."""
         return _Call("DELETE", "/v1/streams/" + _quote(stream_id), _json)
 
     @staticmethod
@@ -208,21 +289,55 @@ class _calls:
 
     @staticmethod
     def list_credentials() -> _Call[list[Json]]:
+        """Every credential (secrets shown as ``"****"``)."""
         return _Call("GET", "/v1/credentials", _items)
 
     @staticmethod
     def get_credential(credential_id: str) -> _Call[Json]:
+        """One credential (its secret shown as ``"****"``)."""
         return _Call("GET", "/v1/credentials/" + _quote(credential_id), _json)
 
     @staticmethod
     def delete_credential(credential_id: str) -> _Call[Json]:
+        """Delete a credential."""
         return _Call("DELETE", "/v1/credentials/" + _quote(credential_id), _json)
 
     @staticmethod
-    def create_sync(**fields: Any) -> _Call[Json]:
-        """Create a sync: ``provider``, ``stream_id``, ``name``, ``collection_ids`` and
-        ``credential`` or ``credential_id`` (see the Management API)."""
-        return _Call("POST", "/v1/syncs", _json, json=fields)
+    def create_sync(
+        *,
+        provider: str,
+        stream_id: str,
+        name: str,
+        collection_ids: Sequence[str],
+        credential: Mapping[str, Any] | None = None,
+        credential_id: str | None = None,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rate_limit: Mapping[str, int] | None = None,
+        max_age_days: int | None = None,
+        status: str | None = None,
+    ) -> _Call[Json]:
+        """Create a sync writing ``collection_ids`` of ``provider`` into a stream (its id or
+        name). Give exactly one of ``credential`` (``{"properties": {"kind", "secret"}}``,
+        created with the sync) and ``credential_id``. ``rate_limit``: ``{"allowed_requests",
+        "interval", "max_concurrent_requests"}``; ``status``: ``"active"`` (default) or
+        ``"disabled"``."""
+        body = {
+            "provider": provider,
+            "stream_id": stream_id,
+            "name": name,
+            "collection_ids": list(collection_ids),
+            **_query(
+                credential=_dict(credential),
+                credential_id=credential_id,
+                external_id=external_id,
+                metadata=_dict(metadata),
+                rate_limit=_dict(rate_limit),
+                max_age_days=max_age_days,
+                status=status,
+            ),
+        }
+        return _Call("POST", "/v1/syncs", _json, json=body)
 
     @staticmethod
     def list_syncs(
@@ -232,6 +347,7 @@ class _calls:
         stream_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> _Call[list[Json]]:
+        """Syncs, filtered by whichever of these are given."""
         params = _query(
             provider=provider, name=name, stream_id=stream_id, metadata=_metadata(metadata)
         )
@@ -239,14 +355,37 @@ class _calls:
 
     @staticmethod
     def get_sync(sync_id: str) -> _Call[Json]:
+        """One sync, with its state and its credential (secret shown as ``"****"``)."""
         return _Call("GET", "/v1/syncs/" + _quote(sync_id), _json)
 
     @staticmethod
-    def update_sync(sync_id: str, **changes: Any) -> _Call[Json]:
+    def update_sync(
+        sync_id: str,
+        *,
+        name: str | Unset = UNSET,
+        collection_ids: Sequence[str] | Unset = UNSET,
+        credential_id: str | Unset | None = UNSET,
+        external_id: str | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset = UNSET,
+        rate_limit: Mapping[str, int] | Unset | None = UNSET,
+        status: str | Unset = UNSET,
+    ) -> _Call[Json]:
+        """Change the given fields only; ``None`` clears ``credential_id``, ``external_id`` or
+        ``rate_limit``."""
+        changes = _changes(
+            name=name,
+            collection_ids=collection_ids if collection_ids is UNSET else list(collection_ids),
+            credential_id=credential_id,
+            external_id=external_id,
+            metadata=metadata if metadata is UNSET else dict(metadata),
+            rate_limit=rate_limit if rate_limit is UNSET else _dict(rate_limit),
+            status=status,
+        )
         return _Call("PATCH", "/v1/syncs/" + _quote(sync_id), _json, json=changes)
 
     @staticmethod
     def delete_sync(sync_id: str) -> _Call[Json]:
+        """Delete a sync."""
         return _Call("DELETE", "/v1/syncs/" + _quote(sync_id), _json)
 
     @staticmethod
@@ -293,4 +432,5 @@ class _calls:
 
     @staticmethod
     def healthz() -> _Call[Json]:
+        """The server's health report (``GET /healthz``)."""
         return _Call("GET", "/healthz", _json)

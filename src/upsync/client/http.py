@@ -4,6 +4,8 @@ request builders of :mod:`upsync.client._calls`; HTTP errors become upsync error
 from __future__ import annotations
 
 import contextlib
+import inspect
+import typing
 from collections.abc import (
     Callable,
     Coroutine,
@@ -78,12 +80,27 @@ def _request_kwargs(call: _Call[Any], timeout: float) -> dict[str, Any]:
 # -- the clients -----------------------------------------------------------------------------
 
 
+def _signature(build: Callable[..., _Call[Any]]) -> inspect.Signature:
+    """The method's real signature: ``self``, the builder's parameters, and what the request
+    answers (``T`` of the builder's ``_Call[T]``), with annotations as types, not strings."""
+    sig = inspect.signature(build, eval_str=True)
+    (answer,) = typing.get_args(sig.return_annotation)
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    return sig.replace(parameters=[this, *sig.parameters.values()], return_annotation=answer)
+
+
+def _method(method: Callable[..., Any], build: Callable[..., _Call[Any]]) -> None:
+    method.__name__ = method.__qualname__ = build.__name__
+    method.__doc__ = build.__doc__
+    # what help(), IDEs and inspect.signature show, instead of (*args, **kwargs)
+    vars(method)["__signature__"] = _signature(build)
+
+
 def _sync(build: Callable[P, _Call[T]]) -> Callable[Concatenate[Client, P], T]:
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(build(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = build.__name__
-    method.__doc__ = build.__doc__
+    _method(method, build)
     return method
 
 
@@ -93,9 +110,14 @@ def _async(
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(build(*args, **kwargs))
 
-    method.__name__ = method.__qualname__ = build.__name__
-    method.__doc__ = build.__doc__
+    _method(method, build)
     return method
+
+
+def _answer(call: _Call[T], response: httpx.Response) -> T:
+    if response.is_error:
+        raise _error_of(call, response)
+    return call.parse(response)
 
 
 class Client:
@@ -130,11 +152,10 @@ class Client:
             )
         except httpx.TransportError as e:
             raise _transport_error(call, e) from None
-        if response.is_error:
-            raise _error_of(call, response)
-        return call.parse(response)
+        return _answer(call, response)
 
     def close(self) -> None:
+        """Close the connections (``with Client(...) as client:`` does it on exit)."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -200,11 +221,10 @@ class AsyncClient:
             )
         except httpx.TransportError as e:
             raise _transport_error(call, e) from None
-        if response.is_error:
-            raise _error_of(call, response)
-        return call.parse(response)
+        return _answer(call, response)
 
     async def aclose(self) -> None:
+        """Close the connections (``async with AsyncClient(...) as client:`` does it on exit)."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
