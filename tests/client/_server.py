@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from psycopg import sql
 
 from upsync.client import Client
+from upsync.sinks import Route, TableSink
 from upsync.stream import catalog
 from upsync.stream.models import UpstreamObject
 from upsync.stream.write import write
@@ -61,6 +62,14 @@ def create_customers_table(srv: Server) -> None:
                 "updated_idx bigint, email text)"
             ).format(sql.Identifier(srv.schema, "customers"))
         )
+
+
+def customers_sink(srv: Server) -> TableSink:
+    """A sink of ``stripe:customer`` records into the customers table (``email`` mapped)."""
+    route = Route(
+        "stripe:customer", "customers", schema=srv.schema, columns={"email": "data.email"}
+    )
+    return TableSink([route])
 
 
 def customer_rows(srv: Server) -> dict[str, str | None]:

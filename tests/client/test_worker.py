@@ -21,6 +21,7 @@ from tests.client._server import (
     Server,
     create_customers_table,
     customer_rows,
+    customers_sink,
     setup_consumer,
     until_long_polling,
     write_customers,
@@ -33,8 +34,9 @@ from upsync.client import (
     run_worker,
     run_worker_async,
 )
+from upsync.errors import MappingError
 from upsync.records import Record
-from upsync.sinks import ApplyResult, Route, TableSink
+from upsync.sinks import ApplyResult
 from upsync.stream.models import ConsumerInfo
 
 
@@ -42,16 +44,7 @@ def test_worker_applies_batches_to_a_table_with_table_sink_and_acks(
     server: Server, rng: random.Random
 ) -> None:
     create_customers_table(server)
-    sink = TableSink(
-        [
-            Route(
-                "stripe:customer",
-                "customers",
-                schema=server.schema,
-                columns={"email": "data.email"},
-            )
-        ]
-    )
+    sink = customers_sink(server)
     expected = {f"cus_{i}": f"{i}@x.io" for i in range(rng.randint(5, 40))}
     stop = threading.Event()
     with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
@@ -76,16 +69,7 @@ def test_worker_nacks_a_failed_batch_and_applies_it_on_redelivery(
     server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
     create_customers_table(server)
-    sink = TableSink(
-        [
-            Route(
-                "stripe:customer",
-                "customers",
-                schema=server.schema,
-                columns={"email": "data.email"},
-            )
-        ]
-    )
+    sink = customers_sink(server)
     stop = threading.Event()
     seen: list[list[str]] = []
     with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
@@ -202,13 +186,6 @@ def _deadline(stop: threading.Event) -> Iterator[None]:
         guard.cancel()
 
 
-def _customers_sink(srv: Server) -> TableSink:
-    route = Route(
-        "stripe:customer", "customers", schema=srv.schema, columns={"email": "data.email"}
-    )
-    return TableSink([route])
-
-
 def _customers(rng: random.Random) -> dict[str, str]:
     return {f"cus_{i}": f"{i}@x.io" for i in range(rng.randint(3, 12))}
 
@@ -251,7 +228,7 @@ def test_worker_nacks_records_the_sink_rejected_until_they_become_dead_letters(
     server: Server, rng: random.Random, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen = _Rejections(_customers(rng))
-    sink = _customers_sink(server)  # its table does not exist yet: every record is rejected
+    sink = customers_sink(server)  # its table does not exist yet: every record is rejected
     stop = threading.Event()
     with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
         sync_id, consumer = setup_consumer(client, max_deliver=_MAX_DELIVER)
@@ -301,7 +278,7 @@ async def test_async_worker_nacks_records_the_sink_rejected_until_they_become_de
     server: Server, rng: random.Random, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen = _Rejections(_customers(rng))
-    sink = _customers_sink(server)
+    sink = customers_sink(server)
     stop = asyncio.Event()
     async with (
         AsyncClient(server.url, server.token) as client,
@@ -369,7 +346,7 @@ def test_worker_acks_the_applied_records_of_a_batch_and_nacks_only_the_rejected_
                 sql.Identifier(server.schema, "customers")
             )
         )
-    sink = _customers_sink(server)
+    sink = customers_sink(server)
     stop = threading.Event()
     batches: list[list[Record]] = []
     with Client(server.url, server.token) as client, psycopg.connect(server.dsn) as conn:
@@ -396,3 +373,28 @@ def test_worker_acks_the_applied_records_of_a_batch_and_nacks_only_the_rejected_
         good, bad = batches[0]
         assert "check constraint" in caplog.text
         assert bad.id in caplog.text and good.id not in caplog.text
+
+
+def test_worker_acks_nothing_of_a_batch_when_a_rejection_names_no_record_of_it(
+    server: Server,
+) -> None:
+    stop = threading.Event()
+    batches: list[list[str]] = []
+    with Client(server.url, server.token) as client:
+        sync_id, consumer = setup_consumer(client)
+        write_customers(server, sync_id, 1, {"id": "cus_1"}, {"id": "cus_2"})
+
+        def handler(records: list[Record]) -> ApplyResult | None:
+            batches.append(sorted(r.upstream_id for r in records))
+            if len(batches) == 1:  # a sink that cannot say which record it left out
+                return ApplyResult(inserted=1, rejected=[MappingError("left one out")])
+            stop.set()
+            return None
+
+        with _deadline(stop):
+            stats = run_worker(
+                client, consumer, handler, batch_size=10, wait_for_ms=2000, stop=stop, backoff=_FAST
+            )
+        assert batches == [["cus_1", "cus_2"], ["cus_1", "cus_2"]]
+        assert (stats.rejected, stats.records) == (2, 2)
+        assert client.info(consumer).num_pending == 0
