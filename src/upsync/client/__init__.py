@@ -10,10 +10,14 @@ Example::
 
     sink = TableSink([Route("stripe:subscription", "subscriptions")])
     with upsync.Client("http://127.0.0.1:7376", token) as client, psycopg.connect(dsn) as conn:
+        client.create_consumer("default", "my-consumer", max_deliver=5, exist_ok=True)
         run_worker(client, "my-consumer", lambda records: sink.apply(conn, records),
                    batch_size=100, wait_for_ms=5000, install_signal_handlers=True)
 
-Every method exists twice with the same signature: on :class:`Client` (blocking) and on
+The handler returns the sink's :class:`~upsync.sinks.ApplyResult`: records it rejected are
+nacked, not acked (see :func:`run_worker`).
+
+Every method exists twice with the same typed signature: on :class:`Client` (blocking) and on
 :class:`AsyncClient` (``await`` it). Both are generated from one request builder per endpoint
 (:mod:`upsync.client._calls`), so they cannot drift apart. HTTP errors become upsync errors: 401
 :class:`~upsync.errors.Unauthorized`, 404 :class:`~upsync.errors.NotFound`, a refused ack token
