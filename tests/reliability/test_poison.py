@@ -21,8 +21,9 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from tests.engine.helpers import table_consumer_world
+from tests.sinks._drivers import DRIVERS, Report, apply_once, report
 from upsync.engine.consumers import TableTarget, deliver_to_tables
-from upsync.errors import RecordError, RowRejected
+from upsync.errors import MappingError, RecordError, RowRejected
 from upsync.records import Record, record_id
 from upsync.sinks import Route, TableSink
 from upsync.sinks.ddl import ensure_table_async
@@ -299,3 +300,41 @@ async def test_a_custom_route_refusing_rows_does_not_block_other_routes(
             )
         )
         assert [r[0] for r in await cur.fetchall()] == ["cus_1", "cus_3"]
+
+
+#: What every driver says of each poison record (see ``tests/sinks/test_drivers.py``).
+POISON_REPORTS: dict[str, tuple[type, str | None, str | None, str]] = {
+    "cus_p_type": (RowRejected, None, "22P02", 'invalid input syntax for type bigint: "lots"'),
+    "cus_p_decimal": (RowRejected, None, "22P02", 'invalid input syntax for type bigint: "12.5"'),
+    "cus_p_object": (MappingError, "balance", None,
+                     "value is a JSON object, but column 'balance' is not JSON"),
+    "cus_p_bool": (RowRejected, None, "22P02", 'invalid input syntax for type boolean: "maybe"'),
+    "ch_p_amount": (MappingError, "amount", None,
+                    "value is a JSON array, but column 'amount' is not JSON"),
+    "ch_p_paid": (RowRejected, None, "22P02", 'invalid input syntax for type boolean: "perhaps"'),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_poison_gets_the_same_report_whatever_the_driver(
+    pipeline: Pipeline, schema_dsn: str, driver: str
+) -> None:
+    """The poison records and the good ones, applied by the typed tables' TableSink through
+    each driver: every poison record is refused with the same report, the rest lands."""
+
+    def rec(collection_id: str, o: UpstreamObject) -> Record:
+        rid = record_id(pipeline.sync.id, collection_id, o.upstream_id)
+        return Record(rid, o.upstream_id, collection_id, o.source_version, o.data or {})
+
+    collection = {"cus": "stripe:customer", "ch_": "stripe:charge"}
+    batch = [rec(collection[k[:3]], o) for k, o in POISON.items()]
+    batch += [rec(c, o) for c, o in good_objects() if o.upstream_id != "cus_huge"]
+    result = await apply_once(driver, schema_dsn, pipeline.target.sink(), batch)
+    expected: list[Report] = [
+        (kind.__name__, record_id(pipeline.sync.id, collection[k[:3]], k), column, state, why)
+        for k, (kind, column, state, why) in POISON_REPORTS.items()
+    ]
+    assert report(result.rejected) == sorted(expected, key=lambda r: r[1])
+    assert result.inserted == len(batch) - len(POISON)
+    customers = await pipeline.rows("customers", "balance")
+    assert customers["cus_3"] == (0,) and not set(customers) & set(POISON)
