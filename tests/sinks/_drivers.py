@@ -21,13 +21,14 @@ from upsync.errors import MappingError, RowRejected, UpsyncError
 from upsync.records import Record
 from upsync.sinks import ApplyResult, TableSink
 
-#: psycopg 3 (sync and async) runs with COPY; "pipeline" forces its executemany path (the
-#: one every other driver takes); SQLAlchemy drives psycopg2 and asyncpg; Django and
-#: SQLAlchemy on psycopg 3 hand the driver connection to the psycopg path.
+#: psycopg 3 (sync and async) runs with COPY; "pipeline" forces its executemany path (the one
+#: every other driver takes); SQLAlchemy hands a psycopg 3 connection to that driver and drives
+#: psycopg2 and asyncpg itself. (Django hands its psycopg 3 connection to the psycopg driver.)
 DRIVERS = [
     "psycopg",
     "psycopg-pipeline",
     "psycopg-async",
+    "sqlalchemy-psycopg",
     "sqlalchemy-psycopg2",
     "sqlalchemy-asyncpg",
 ]
