@@ -8,6 +8,7 @@ from upsync.client import AsyncClient, Client
 from upsync.errors import (
     ApiUnavailable,
     ConfigurationError,
+    Conflict,
     DatabaseUnavailable,
     InvalidAckToken,
     MappingError,
@@ -39,6 +40,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ConfigurationError",
+    "Conflict",
     "DatabaseUnavailable",
     "InvalidAckToken",
     "MappingError",

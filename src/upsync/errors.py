@@ -88,6 +88,10 @@ class ConfigurationError(TerminalError):
     """A setting, a route or a column mapping is invalid."""
 
 
+class Conflict(ConfigurationError):
+    """What was asked for exists already with other settings (HTTP 409)."""
+
+
 class RecordError(TerminalError, ValueError):
     """A record's wire JSON does not follow the record contract.
 

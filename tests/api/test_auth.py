@@ -110,7 +110,7 @@ async def test_openapi_lists_the_sequin_paths_and_the_bearer_scheme(
     for path in (
         "/v1/streams",
         "/v1/credentials",
-        "/v1/syncs/{sync_id}",
+        "/v1/syncs/{id_or_name}",
         "/v1/http-consumers",
         "/v1/http-consumers/{id_or_name}/next",
         "/v1/http-consumers/{id_or_name}/ack",
@@ -122,4 +122,4 @@ async def test_openapi_lists_the_sequin_paths_and_the_bearer_scheme(
     ):
         assert path in spec["paths"], path
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert set(spec["paths"]["/v1/syncs/{sync_id}"]) >= {"get", "put", "patch", "delete"}
+    assert set(spec["paths"]["/v1/syncs/{id_or_name}"]) >= {"get", "put", "patch", "delete"}

@@ -85,7 +85,7 @@ async def test_duplicate_names_are_refused_clearly(http: httpx.AsyncClient, sour
     again = await http.post(
         "/v1/http-consumers", json={"stream_id": source.stream.id, "name": "workers"}
     )
-    assert again.status_code == 422 and "already exists" in error_of(again)["message"]
+    assert again.status_code == 409 and "already exists" in error_of(again)["message"]
 
 
 async def test_wait_for_above_the_server_limit_is_refused(

@@ -92,7 +92,8 @@ async def test_consumer_crud_defaults_metadata_filter_and_lookup_by_name(
         http, source.stream.id, "primary", metadata={"custom_property": 42}, ack_wait=5000
     )
     assert consumer["deliver_policy"] == "all" and consumer["ack_wait_ms"] == 5000
-    assert (consumer["max_deliver"], consumer["max_ack_pending"]) == (-1, 1000)
+    # one set of defaults for every door: a poison record dead-letters after 10 attempts
+    assert (consumer["max_deliver"], consumer["max_ack_pending"]) == (10, 1000)
     other = await create_consumer(http, source.stream.id, "secondary")
     assert other["ack_wait_ms"] == 30000
     everyone = (await http.get("/v1/http-consumers")).json()["data"]
@@ -173,9 +174,10 @@ async def test_a_failed_sync_creation_leaves_no_orphan_credential(
             "provider": "stripe",
             "stream_id": source.stream.id,
             "name": "bad",
-            "collection_ids": ["hubspot:contact"],  # not a stripe collection: refused
+            "collection_ids": ["stripe:customer", "stripe:users"],  # unknown: refused
             "credential": {"properties": {"kind": "stripe_key", "secret": SECRET}},
         },
     )
-    assert response.status_code == 422 and "collection_ids" in error_of(response)["message"]
+    message = error_of(response)["message"]
+    assert response.status_code == 422 and "collection_ids" in message and "stripe:users" in message
     assert (await http.get("/v1/credentials")).json()["data"] == []

@@ -148,7 +148,7 @@ def test_status_sums_backfill_slices_per_collection(
         "stripe:customer": {"count": 123, "done": True},
         "stripe:invoice": {"count": 7, "done": False},
     }
-    assert sync["backfill_completed_at"] is None
+    assert sync["initial_backfill_completed_at"] is None and sync["state"]["state"] == "not started"
     assert sync["events_through"] == "2023-11-14T22:13:20+00:00"
     human = upsync("status", env=ready)
     assert "customer 123 ✓, invoice 7…" in human.stdout

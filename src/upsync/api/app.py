@@ -20,9 +20,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from upsync.api import consume, health, management, stream
 from upsync.api.auth import ensure_api_schema
+from upsync.api.bodylimit import BodyLimitMiddleware
 from upsync.api.errors import install_error_handlers
 from upsync.api.metrics import LatencyMiddleware, Metrics
 from upsync.api.state import AConn, ApiState
+from upsync.ops import limits
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.service import StreamService
 
@@ -61,6 +63,7 @@ def create_app(
     metrics_auth: bool = False,
     max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
     clock: Clock = db_clock,
+    max_request_bytes: int | None = None,
 ) -> FastAPI:
     """Build the Sequin-compatible HTTP API over upsync's schema ``schema``.
 
@@ -77,10 +80,13 @@ def create_app(
             Prometheus targets; it shows consumer names and counts, no record data).
         max_wait_ms: the longest long poll ``next`` accepts.
         clock: where "now" comes from for ack deadlines (tests inject a ``ManualClock``).
+        max_request_bytes: the largest request body read (413 beyond); default
+            ``UPSYNC_MAX_REQUEST_BYTES`` or 16 MiB (:mod:`upsync.ops.limits`).
 
     The pool, the LISTEN connection and migrations live in the app's lifespan: serve it with
     uvicorn, or enter ``app.router.lifespan_context(app)`` when driving it in-process.
     """
+    max_request_bytes = max_request_bytes or limits.max_request_bytes()
     owns_pool = not isinstance(dsn_or_pool, AsyncConnectionPool)
     pool = _pool(dsn_or_pool, pool_size)
     api_metrics = metrics or Metrics()
@@ -110,6 +116,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(LatencyMiddleware, metrics=api_metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
     app.include_router(health.router)
     app.include_router(health.metrics_router(auth=metrics_auth))
     app.include_router(management.router)

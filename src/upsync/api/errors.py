@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from upsync.errors import (
+    Conflict,
     InvalidAckToken,
     NotFound,
     TerminalError,
@@ -87,6 +88,7 @@ def status_of(exc: UpsyncError) -> tuple[int, str]:
         (Unauthorized, 401, "unauthorized"),
         (NotFound, 404, "not_found"),
         (InvalidAckToken, 400, "invalid_ack_token"),
+        (Conflict, 409, "conflict"),
         (TerminalError, 422, "invalid_request"),
         (TransientError, 503, "unavailable"),
     ):
@@ -109,9 +111,14 @@ def validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, str]]
     fields = []
     for err in errors:
         msg = str(err.get("msg", "invalid value"))
+        field = _field(err.get("loc", ()))
         if err.get("type") == "json_invalid":
-            msg = f"invalid JSON ({err.get('ctx', {}).get('error', 'cannot parse')})"
-        fields.append({"field": _field(err.get("loc", ())), "message": msg})
+            # FastAPI puts the character offset where a field name goes: name the body
+            where = [str(p) for p in err.get("loc", ())][1:]
+            at = f" at character {where[0]}" if where else ""
+            msg = f"invalid JSON{at} ({err.get('ctx', {}).get('error', 'cannot parse')})"
+            field = "body"
+        fields.append({"field": field, "message": msg})
     text = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return f"invalid request: {text}", fields
 

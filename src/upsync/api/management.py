@@ -1,8 +1,10 @@
-"""Management API: streams, credentials, syncs and HTTP consumers (create, list, get, update,
-delete). Secrets are stored by the stream library and only ever shown as ``"****"``.
+"""Management API: streams, credentials, syncs and consumers (create, list, get, update,
+delete). Each route parses its input, calls one operation of :mod:`upsync.ops` and renders its
+result; the rules live there, so the CLI gets the same outcome. Secrets are stored and only ever
+shown as ``"****"``.
 
 Each sync carries a ``health`` block (:mod:`upsync.api.sync_health`): live when this process
-runs the sync, else what the database holds."""
+runs the sync, else what the database holds, and a ``state`` (:mod:`upsync.ops.health`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query
 
+from upsync import ops
 from upsync.api.errors import ApiError
 from upsync.api.schemas import (
     ConsumerCreate,
@@ -18,13 +21,12 @@ from upsync.api.schemas import (
     CredentialCreate,
     StreamCreate,
     SyncCreate,
-    SyncCredential,
     SyncUpdate,
+    WebhookConsumerCreate,
 )
-from upsync.api.state import AConn, Auth, Conn, State
+from upsync.api.state import Auth, Conn, State
 from upsync.api.sync_health import LiveSyncs, health_block, live_syncs
-from upsync.stream import catalog, consumers
-from upsync.stream.models import Credential, Sync
+from upsync.ops.syncs import SyncView
 
 __all__ = ["router"]
 
@@ -65,7 +67,7 @@ def _metadata_filter(raw: str | None) -> Json | None:
 
 @router.post("/streams")
 async def create_stream(body: StreamCreate, conn: Conn, state: State) -> Json:
-    stream = await catalog.create_stream(
+    stream = await ops.streams.create_stream(
         conn, body.name, metadata=body.metadata, schema=state.schema
     )
     return stream.to_dict()
@@ -73,85 +75,70 @@ async def create_stream(body: StreamCreate, conn: Conn, state: State) -> Json:
 
 @router.get("/streams")
 async def list_streams(conn: Conn, state: State) -> Json:
-    return _data([s.to_dict() for s in await catalog.list_streams(conn, schema=state.schema)])
+    return _data([s.to_dict() for s in await ops.streams.list_streams(conn, schema=state.schema)])
 
 
 @router.get("/streams/{id_or_name}")
 async def get_stream(id_or_name: str, conn: Conn, state: State) -> Json:
-    return (await catalog.get_stream(conn, id_or_name, schema=state.schema)).to_dict()
+    return (await ops.streams.resolve_stream(conn, id_or_name, schema=state.schema)).to_dict()
 
 
-@router.delete("/streams/{stream_id}")
-async def delete_stream(stream_id: str, conn: Conn, state: State) -> Json:
-    stream = await catalog.get_stream(conn, stream_id, schema=state.schema)
-    await catalog.delete_stream(conn, stream.id, schema=state.schema)
+@router.delete("/streams/{id_or_name}")
+async def delete_stream(id_or_name: str, conn: Conn, state: State) -> Json:
+    stream = await ops.streams.delete_stream(conn, id_or_name, schema=state.schema)
     return _deleted(stream.id)
 
 
 # credentials
 
 
-def _provider_of(body: CredentialCreate) -> str:
-    return body.provider or body.properties.kind.partition("_")[0]
-
-
-async def _create_credential(
-    conn: AConn, body: SyncCredential, provider: str, schema: str
-) -> Credential:
+@router.post("/credentials")
+async def create_credential(body: CredentialCreate, conn: Conn, state: State) -> Json:
     props = body.properties
-    return await catalog.create_credential(
-        conn,
-        provider=provider,
+    new = ops.NewCredential(
         kind=props.kind,
         secret=props.secret,
+        provider=body.provider,
         name=props.name,
         test=props.test,
         metadata=body.metadata,
-        schema=schema,
     )
-
-
-@router.post("/credentials")
-async def create_credential(body: CredentialCreate, conn: Conn, state: State) -> Json:
-    credential = await _create_credential(conn, body, _provider_of(body), state.schema)
-    return credential.to_dict()
+    return (await ops.credentials.create_credential(conn, new, schema=state.schema)).to_dict()
 
 
 @router.get("/credentials")
 async def list_credentials(conn: Conn, state: State) -> Json:
-    items = await catalog.list_credentials(conn, schema=state.schema)
+    items = await ops.credentials.list_credentials(conn, schema=state.schema)
     return _data([c.to_dict() for c in items])
 
 
 @router.get("/credentials/{credential_id}")
 async def get_credential(credential_id: str, conn: Conn, state: State) -> Json:
-    return (await catalog.get_credential(conn, credential_id, schema=state.schema)).to_dict()
+    found = await ops.credentials.get_credential(conn, credential_id, schema=state.schema)
+    return found.to_dict()
 
 
 @router.delete("/credentials/{credential_id}")
 async def delete_credential(credential_id: str, conn: Conn, state: State) -> Json:
-    credential = await catalog.get_credential(conn, credential_id, schema=state.schema)
-    await catalog.delete_credential(conn, credential.id, schema=state.schema)
+    credential = await ops.credentials.delete_credential(conn, credential_id, schema=state.schema)
     return _deleted(credential.id)
 
 
 # syncs
 
 
-def _sync_dict(sync: Sync, credentials: dict[str, Credential], live: LiveSyncs | None) -> Json:
-    out = sync.to_dict()
-    cred = credentials.get(sync.credential_id or "")
-    out["credential"] = None if cred is None else cred.to_dict()
-    running = None if live is None else live.health(sync.id)
+def _sync_json(view: SyncView, live: LiveSyncs | None) -> Json:
+    out = view.to_dict()
+    running = None if live is None else live.health(view.sync.id)
     interval = 0.5 if live is None else live.poll_interval
-    out["health"] = health_block(sync, running, poll_interval=interval)
+    out["health"] = health_block(view.sync, running, poll_interval=interval)
     return out
 
 
-async def _credentials_of(conn: AConn, syncs: list[Sync], schema: str) -> dict[str, Credential]:
-    if not any(s.credential_id for s in syncs):
-        return {}
-    return {c.id: c for c in await catalog.list_credentials(conn, schema=schema)}
+async def _view(conn: Conn, sync: Any, schema: str, live: LiveSyncs | None) -> Json:
+    running = None if live is None else live.health(sync.id)
+    view = await ops.syncs.sync_view(conn, sync, live=running, schema=schema)
+    return _sync_json(view, live)
 
 
 def _changed(live: LiveSyncs | None) -> None:
@@ -160,33 +147,27 @@ def _changed(live: LiveSyncs | None) -> None:
         live.refresh()
 
 
-async def _one_sync(conn: AConn, sync: Sync, schema: str, live: LiveSyncs | None) -> Json:
-    return _sync_dict(sync, await _credentials_of(conn, [sync], schema), live)
-
-
 @router.post("/syncs")
 async def create_sync(body: SyncCreate, conn: Conn, state: State, live: Live) -> Json:
-    async with conn.transaction():
-        credential_id = body.credential_id
-        if body.credential is not None:
-            cred = await _create_credential(conn, body.credential, body.provider, state.schema)
-            credential_id = cred.id
-        sync = await catalog.create_sync(
-            conn,
-            stream_id=body.stream_id,
-            provider=body.provider,
-            name=body.name,
-            collection_ids=body.collection_ids,
-            external_id=body.external_id,
-            metadata=body.metadata,
-            credential_id=credential_id,
-            rate_limit=None if body.rate_limit is None else body.rate_limit.model_dump(),
-            max_age_days=body.max_age_days,
-            status=body.status,
-            schema=state.schema,
-        )
+    cred = body.credential
+    new = ops.NewSync(
+        provider=body.provider,
+        stream=body.stream_id,
+        collection_ids=body.collection_ids,
+        name=body.name,
+        api_key=None if cred is None else cred.properties.secret,
+        credential_id=body.credential_id,
+        credential_name=None if cred is None else cred.properties.name,
+        credential_metadata={} if cred is None else cred.metadata,
+        external_id=body.external_id,
+        metadata=body.metadata,
+        rate_limit=None if body.rate_limit is None else body.rate_limit.model_dump(),
+        max_age_days=body.max_age_days,
+        status=body.status,
+    )
+    view = await ops.syncs.create_sync(conn, new, schema=state.schema)
     _changed(live)
-    return await _one_sync(conn, sync, state.schema, live)
+    return _sync_json(view, live)
 
 
 @router.get("/syncs")
@@ -199,79 +180,92 @@ async def list_syncs(
     stream_id: str | None = None,
     metadata: MetadataQuery = None,
 ) -> Json:
-    syncs = await catalog.list_syncs(
+    found = await ops.syncs.list_syncs(
         conn,
-        stream_id=stream_id,
+        stream=stream_id,
         provider=provider,
         name=name,
         metadata=_metadata_filter(metadata),
         schema=state.schema,
     )
-    credentials = await _credentials_of(conn, syncs, state.schema)
-    return _data([_sync_dict(s, credentials, live) for s in syncs])
+    return _data([await _view(conn, s, state.schema, live) for s in found])
 
 
-@router.get("/syncs/{sync_id}")
-async def get_sync(sync_id: str, conn: Conn, state: State, live: Live) -> Json:
-    sync = await catalog.get_sync(conn, sync_id, schema=state.schema)
-    return await _one_sync(conn, sync, state.schema, live)
+@router.get("/syncs/{id_or_name}")
+async def get_sync(id_or_name: str, conn: Conn, state: State, live: Live) -> Json:
+    sync = await ops.syncs.get_sync(conn, id_or_name, schema=state.schema)
+    return await _view(conn, sync, state.schema, live)
 
 
-@router.put("/syncs/{sync_id}")
-@router.patch("/syncs/{sync_id}")
-async def update_sync(sync_id: str, body: SyncUpdate, conn: Conn, state: State, live: Live) -> Json:
+@router.put("/syncs/{id_or_name}")
+@router.patch("/syncs/{id_or_name}")
+async def update_sync(
+    id_or_name: str, body: SyncUpdate, conn: Conn, state: State, live: Live
+) -> Json:
     """Change the fields given in the body; the others keep their values (PUT and PATCH)."""
     # null clears only what may be empty; for the others it means "unchanged"
     nullable = {"credential_id", "external_id", "rate_limit"}
     changes = {k: v for k, v in body.given().items() if v is not None or k in nullable}
     if "rate_limit" in changes and body.rate_limit is not None:
         changes["rate_limit"] = body.rate_limit.model_dump()
-    sync = await catalog.update_sync(conn, sync_id, **changes, schema=state.schema)
+    sync = await ops.syncs.update_sync(conn, id_or_name, changes, schema=state.schema)
     _changed(live)
-    return await _one_sync(conn, sync, state.schema, live)
+    return await _view(conn, sync, state.schema, live)
 
 
-@router.delete("/syncs/{sync_id}")
-async def delete_sync(sync_id: str, conn: Conn, state: State, live: Live) -> Json:
-    sync = await catalog.get_sync(conn, sync_id, schema=state.schema)
-    await catalog.delete_sync(conn, sync.id, schema=state.schema)
+@router.delete("/syncs/{id_or_name}")
+async def delete_sync(id_or_name: str, conn: Conn, state: State, live: Live) -> Json:
+    """Delete a sync and the credentials created with it; its records stay in the stream."""
+    sync = await ops.syncs.delete_sync(conn, id_or_name, schema=state.schema)
     _changed(live)
     return _deleted(sync.id)
 
 
-# HTTP consumers
+# consumers
+
+
+def _new_consumer(body: ConsumerCreate, kind: str) -> dict[str, Any]:
+    return {
+        "stream": body.stream_id,
+        "name": body.name,
+        "kind": kind,
+        "filters": body.filters,
+        "deliver_policy": body.deliver_policy,
+        "ack_wait_ms": body.ack_wait_ms,
+        "max_deliver": body.max_deliver,
+        "max_ack_pending": body.max_ack_pending,
+        "metadata": body.metadata,
+    }
 
 
 @router.post("/http-consumers")
 async def create_consumer(body: ConsumerCreate, conn: Conn, state: State) -> Json:
-    consumer = await consumers.create_consumer(
-        conn,
-        stream_id=body.stream_id,
-        name=body.name,
-        filters=body.filters,
-        deliver_policy=body.deliver_policy,
-        ack_wait_ms=body.ack_wait_ms,
-        max_deliver=body.max_deliver,
-        max_ack_pending=body.max_ack_pending,
-        metadata=body.metadata,
-        schema=state.schema,
+    """Create an HTTP consumer; with ``exist_ok``, return the one of that name if its settings
+    are the same (409 naming the differing settings otherwise)."""
+    new = ops.NewConsumer(**_new_consumer(body, "http"))
+    view = await ops.consumers.create_consumer(
+        conn, new, exist_ok=body.exist_ok, schema=state.schema
     )
-    return consumer.to_dict()
+    return view.consumer.to_dict()
 
 
 @router.get("/http-consumers")
 async def list_consumers(
     conn: Conn, state: State, stream_id: str | None = None, metadata: MetadataQuery = None
 ) -> Json:
-    items = await consumers.list_consumers(
-        conn, stream_id=stream_id, metadata=_metadata_filter(metadata), schema=state.schema
+    items = await ops.consumers.list_consumers(
+        conn,
+        stream=stream_id,
+        kind="http",
+        metadata=_metadata_filter(metadata),
+        schema=state.schema,
     )
-    return _data([c.to_dict() for c in items if c.kind == "http"])
+    return _data([v.consumer.to_dict() for v in items])
 
 
 @router.get("/http-consumers/{id_or_name}")
 async def get_consumer(id_or_name: str, conn: Conn, state: State) -> Json:
-    return (await consumers.get_consumer(conn, id_or_name, schema=state.schema)).to_dict()
+    return (await ops.consumers.get_consumer(conn, id_or_name, schema=state.schema)).to_dict()
 
 
 @router.put("/http-consumers/{id_or_name}")
@@ -289,17 +283,40 @@ async def update_consumer(id_or_name: str, body: ConsumerUpdate, conn: Conn, sta
                 "(to re-deliver records, POST /v1/http-consumers/{id_or_name}/rewind)",
             )
     changes = {k: v for k, v in body.given().items() if v is not None or k == "filters"}
-    if changes.get("filters", "") is None:
-        changes["filters"] = {}  # null filters: match everything
-    changes.pop("deliver_policy", None)
-    changes.pop("stream_id", None)
-    consumer = await consumers.get_consumer(conn, id_or_name, schema=state.schema)
-    updated = await consumers.update_consumer(conn, consumer, **changes, schema=state.schema)
+    updated = await ops.consumers.update_consumer(conn, id_or_name, changes, schema=state.schema)
     return updated.to_dict()
 
 
 @router.delete("/http-consumers/{id_or_name}")
 async def delete_consumer(id_or_name: str, conn: Conn, state: State) -> Json:
-    consumer = await consumers.get_consumer(conn, id_or_name, schema=state.schema)
-    await consumers.delete_consumer(conn, consumer, schema=state.schema)
+    consumer = await ops.consumers.delete_consumer(conn, id_or_name, schema=state.schema)
     return _deleted(consumer.id)
+
+
+@router.post("/webhook-consumers")
+async def create_webhook_consumer(body: WebhookConsumerCreate, conn: Conn, state: State) -> Json:
+    """Create a consumer that pushes signed batches to ``url``. The answer carries the signing
+    ``secret`` — the only time it is shown (a random one unless given)."""
+    new = ops.NewConsumer(**_new_consumer(body, "webhook"), url=body.url, secret=body.secret)
+    view = await ops.consumers.create_consumer(
+        conn, new, exist_ok=body.exist_ok, schema=state.schema
+    )
+    return view.to_dict()
+
+
+@router.get("/consumers")
+async def list_all_consumers(
+    conn: Conn, state: State, stream_id: str | None = None, kind: str | None = None
+) -> Json:
+    """Consumers of every kind with their counters (and webhook delivery state)."""
+    items = await ops.consumers.list_consumers(
+        conn, stream=stream_id, kind=kind, schema=state.schema
+    )
+    return _data([v.to_dict() for v in items])
+
+
+@router.get("/consumers/{id_or_name}")
+async def get_any_consumer(id_or_name: str, conn: Conn, state: State) -> Json:
+    """One consumer of any kind, with its counters (and webhook delivery state)."""
+    consumer = await ops.consumers.get_consumer(conn, id_or_name, schema=state.schema)
+    return (await ops.consumers.consumer_view(conn, consumer, schema=state.schema)).to_dict()

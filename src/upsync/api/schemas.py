@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from upsync.ops.limits import MAX_NAME_LENGTH
+from upsync.stream.models import CONSUMER_DEFAULTS
 
 __all__ = [
     "AckBody",
@@ -26,6 +29,7 @@ __all__ = [
     "SyncCreate",
     "SyncCredential",
     "SyncUpdate",
+    "WebhookConsumerCreate",
 ]
 
 MAX_BATCH_SIZE = 1000
@@ -41,7 +45,7 @@ class _Body(BaseModel):
 
 
 class StreamCreate(_Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     metadata: Json = Field(default_factory=dict)
 
 
@@ -77,8 +81,8 @@ class RateLimit(_Body):
 
 class SyncCreate(_Body):
     provider: str = Field(min_length=1)
-    stream_id: str
-    name: str = Field(min_length=1)
+    stream_id: str = Field(description="The stream's id or name, e.g. 'default'.")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     collection_ids: list[str] = Field(min_length=1)
     credential: SyncCredential | None = None
     credential_id: str | None = None
@@ -109,31 +113,50 @@ _ACK_WAIT = AliasChoices("ack_wait_ms", "ack_wait")
 
 
 class ConsumerCreate(_Body):
-    stream_id: str
-    name: str = Field(min_length=1, max_length=200)
+    stream_id: str = Field(description="The stream's id or name, e.g. 'default'.")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     filters: dict[str, str] | None = None
-    deliver_policy: str = "all"
-    ack_wait_ms: int = Field(default=30000, validation_alias=_ACK_WAIT)
-    max_deliver: int = -1
-    max_ack_pending: int = 1000
+    deliver_policy: str = CONSUMER_DEFAULTS.deliver_policy
+    ack_wait_ms: StrictInt = Field(
+        default=CONSUMER_DEFAULTS.ack_wait_ms, validation_alias=_ACK_WAIT
+    )
+    max_deliver: StrictInt = Field(
+        default=CONSUMER_DEFAULTS.max_deliver,
+        description="Attempts before a record becomes a dead letter; -1: unlimited.",
+    )
+    max_ack_pending: StrictInt = CONSUMER_DEFAULTS.max_ack_pending
     metadata: Json = Field(default_factory=dict)
+    exist_ok: bool = Field(
+        default=False,
+        description="Return the consumer of that name if it exists with the same settings "
+        "(409 naming the differing settings otherwise), so a worker may start twice.",
+    )
+
+
+class WebhookConsumerCreate(ConsumerCreate):
+    url: str = Field(description="http(s) URL that receives signed batches of records.")
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        description="The signing secret; a random one is made (and returned once) if omitted.",
+    )
 
 
 class ConsumerUpdate(_Body):
     # accepted only to answer with a clear message: both are fixed at creation
     deliver_policy: str | None = Field(default=None, json_schema_extra={"readOnly": True})
     stream_id: str | None = Field(default=None, json_schema_extra={"readOnly": True})
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
     filters: dict[str, str] | None = None
-    ack_wait_ms: int | None = Field(default=None, validation_alias=_ACK_WAIT)
-    max_deliver: int | None = None
-    max_ack_pending: int | None = None
+    ack_wait_ms: StrictInt | None = Field(default=None, validation_alias=_ACK_WAIT)
+    max_deliver: StrictInt | None = None
+    max_ack_pending: StrictInt | None = None
     metadata: Json | None = None
 
 
 class NextBody(_Body):
-    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
-    wait_for: int | None = Field(
+    batch_size: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    wait_for: StrictInt | None = Field(
         default=None, ge=0, validation_alias=AliasChoices("wait_for", "wait_for_ms")
     )
 
@@ -149,7 +172,7 @@ class ReplayBody(_Body):
 
 
 class RewindBody(_Body):
-    after_idx: int | None = Field(default=None, ge=0)
+    after_idx: StrictInt | None = Field(default=None, ge=0)
     after_cursor: str | None = Field(
         default=None, description="A cursor from GET /v1/records: re-deliver what follows it."
     )

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
 
 import click
 
+from upsync import ops
 from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import AConn, run_with_connection
 from upsync.cli.output import echo_json, json_option, print_fields, print_table
-from upsync.errors import ConfigurationError, NotFound
-from upsync.sources.stripe.collections import collection
-from upsync.stream.catalog import get_stream
-from upsync.stream.consumers import (
-    create_consumer,
-    delete_consumer,
-    get_consumer,
-    list_consumers,
-    rewind,
-)
-from upsync.stream.delivery import info, list_dead_letters, replay_dead_letters
-from upsync.stream.models import DELIVER_POLICIES, Consumer, ConsumerInfo, DeadLetter
+from upsync.errors import ConfigurationError
+from upsync.stream.models import CONSUMER_DEFAULTS, DELIVER_POLICIES, DeadLetter
 
 
 @main.group()
 def consumers() -> None:
     """Consumers: named, filtered views of a stream with at-least-once delivery."""
-
-
-def consumer_dict(consumer: Consumer, counts: ConsumerInfo) -> dict[str, Any]:
-    """A consumer and its counters, as ``--json`` prints them."""
-    return {**consumer.to_dict(), **counts.to_dict()}
 
 
 @consumers.command("create")
@@ -45,28 +31,44 @@ def consumer_dict(consumer: Consumer, counts: ConsumerInfo) -> dict[str, Any]:
 @click.option("--sync", "sync_id", metavar="ID", help="Only records of this sync.")
 @click.option(
     "--kind",
-    type=click.Choice(["http", "table"]),
+    type=click.Choice(["http", "table", "webhook"]),
     default="http",
     show_default=True,
     help="http: pulled by workers (API, `upsync tail`); table: `upsync server` writes typed "
-    "tables.",
+    "tables; webhook: `upsync server` pushes signed batches to --url.",
 )
 @click.option("--schema", "target_schema", help="kind=table: schema of the tables [stripe].")
+@click.option("--url", help="kind=webhook: the http(s) URL that receives signed batches.")
+@click.option(
+    "--secret-env",
+    metavar="VAR",
+    help="kind=webhook: environment variable holding the signing secret [default: a random "
+    "secret, printed once].",
+)
 @click.option(
     "--max-deliver",
     type=int,
-    help="Attempts before a record becomes a dead letter; -1: unlimited "
-    "[default: -1 for http, 10 for table: a row Postgres refuses must not cycle forever].",
+    default=CONSUMER_DEFAULTS.max_deliver,
+    show_default=True,
+    help="Attempts before a record becomes a dead letter; -1: unlimited (a record that always "
+    "fails then cycles forever).",
 )
-@click.option("--ack-wait-ms", type=int, default=30000, show_default=True)
-@click.option("--max-ack-pending", type=int, default=1000, show_default=True)
+@click.option("--ack-wait-ms", type=int, default=CONSUMER_DEFAULTS.ack_wait_ms, show_default=True)
+@click.option(
+    "--max-ack-pending", type=int, default=CONSUMER_DEFAULTS.max_ack_pending, show_default=True
+)
 @click.option(
     "--deliver-policy",
     type=click.Choice(DELIVER_POLICIES),
-    default="all",
+    default=CONSUMER_DEFAULTS.deliver_policy,
     show_default=True,
     help="all: every record, then changes; new: changes only; last: the newest record, then "
     "changes; 1h: records written in the last hour, then changes.",
+)
+@click.option(
+    "--exist-ok",
+    is_flag=True,
+    help="Succeed if a consumer of that name exists with the same settings.",
 )
 @json_option
 @pass_ctx
@@ -78,89 +80,107 @@ def create(
     sync_id: str | None,
     kind: str,
     target_schema: str | None,
-    max_deliver: int | None,
+    url: str | None,
+    secret_env: str | None,
+    max_deliver: int,
     ack_wait_ms: int,
     max_ack_pending: int,
     deliver_policy: str,
+    exist_ok: bool,
     as_json: bool,
 ) -> None:
     """Create consumer NAME."""
     if target_schema and kind != "table":
         raise ConfigurationError("--schema applies to --kind table only")
+    if (url is not None or secret_env is not None) and kind != "webhook":
+        raise ConfigurationError("--url and --secret-env apply to --kind webhook only")
     filters = {}
     if collection_id:
-        filters["collection_id"] = collection(collection_id).collection_id
+        filters["collection_id"] = collection_id
     if sync_id:
         filters["sync_id"] = sync_id
-    metadata = {"schema": target_schema or "stripe"} if kind == "table" else {}
-    schema = ctx.settings.schema
-
-    async def work(conn: AConn) -> tuple[Consumer, ConsumerInfo]:
-        try:
-            stream = await get_stream(conn, stream_name, schema=schema)
-        except NotFound:
-            hint = "run `upsync init`" if stream_name == "default" else "check --stream"
-            raise NotFound(f"stream {stream_name!r} not found: {hint}") from None
-        consumer = await create_consumer(
-            conn,
-            stream_id=stream.id,
-            name=name,
-            filters=filters,
-            deliver_policy=deliver_policy,
-            ack_wait_ms=ack_wait_ms,
-            max_deliver=max_deliver if max_deliver is not None else (10 if kind == "table" else -1),
-            max_ack_pending=max_ack_pending,
-            metadata=metadata,
-            kind=kind,
-            schema=schema,
-        )
-        return consumer, await info(conn, consumer, schema=schema)
-
-    consumer, counts = run_with_connection(ctx.settings, work)
+    new = ops.NewConsumer(
+        stream=stream_name,
+        name=name,
+        kind=kind,
+        filters=filters,
+        deliver_policy=deliver_policy,
+        ack_wait_ms=ack_wait_ms,
+        max_deliver=max_deliver,
+        max_ack_pending=max_ack_pending,
+        metadata={"schema": target_schema or "stripe"} if kind == "table" else {},
+        url=url if kind == "webhook" else None,
+        secret=_env_secret(secret_env) if secret_env else None,
+    )
+    if kind == "webhook" and url is None:
+        raise ConfigurationError("--kind webhook needs --url")
+    view = run_with_connection(
+        ctx.settings,
+        lambda conn: ops.consumers.create_consumer(
+            conn, new, exist_ok=exist_ok, schema=ctx.settings.schema
+        ),
+    )
     if as_json:
-        echo_json(consumer_dict(consumer, counts))
+        echo_json(view.to_dict())
         return
-    click.echo(f"Created consumer {consumer.name!r} ({consumer.id}), {counts.num_pending} pending.")
+    consumer, counts = view.consumer, view.info
+    verb = "Created" if view.created else "Found existing"
+    click.echo(f"{verb} consumer {consumer.name!r} ({consumer.id}), {counts.num_pending} pending.")
     if kind == "table":
         click.echo(
-            f"`upsync server` writes its records into tables in schema {metadata['schema']!r}."
+            f"`upsync server` writes its records into tables in schema {new.metadata['schema']!r}."
         )
+    elif kind == "webhook":
+        click.echo(f"`upsync server` pushes signed batches to {url}.")
+        if view.secret is not None and secret_env is None:
+            click.echo(f"Signing secret (shown once; give it to the receiver): {view.secret}")
     else:
         click.echo(f"Read it with `upsync tail {consumer.name}` or the HTTP API.")
+
+
+def _env_secret(variable: str) -> str:
+    secret = os.environ.get(variable, "").strip()
+    if not secret:
+        raise ConfigurationError(f"environment variable {variable} is not set or empty")
+    return secret
 
 
 @consumers.command("list")
 @json_option
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
-    """Every consumer with its pending / ack-pending / dead counts."""
-    rows = run_with_connection(ctx.settings, lambda conn: consumers_with_info(conn, ctx))
+    """Every consumer with its state and pending / ack-pending / dead counts."""
+    views = run_with_connection(
+        ctx.settings, lambda conn: ops.consumers.list_consumers(conn, schema=ctx.settings.schema)
+    )
     if as_json:
-        echo_json({"consumers": [consumer_dict(c, i) for c, i in rows]})
+        echo_json({"consumers": [v.to_dict() for v in views]})
         return
     print_table(
         "Consumers",
-        ["name", "kind", "collection", "pending", "ack pending", "dead"],
+        ["name", "kind", "collection", "state", "pending", "ack pending", "dead"],
         [
             (
-                c.name,
-                c.kind,
-                c.filters.collection_id,
-                i.num_pending,
-                i.num_ack_pending,
-                i.num_dead,
+                v.consumer.name,
+                v.consumer.kind,
+                v.consumer.filters.collection_id,
+                state_text(v),
+                v.info.num_pending,
+                v.info.num_ack_pending,
+                v.info.num_dead,
             )
-            for c, i in rows
+            for v in views
         ],
         empty="No consumers yet: `upsync consumers create NAME`.",
     )
 
 
-async def consumers_with_info(conn: AConn, ctx: Context) -> list[tuple[Consumer, ConsumerInfo]]:
-    """Every consumer and its counters, now."""
-    schema = ctx.settings.schema
-    found = await list_consumers(conn, schema=schema)
-    return [(c, await info(conn, c, schema=schema)) for c in found]
+def state_text(view: ops.ConsumerView) -> str:
+    """One cell for a person: ``ok``, or a webhook's state and last error."""
+    hook = view.webhook
+    if hook is None or not hook.last_error or view.state == "ok":
+        return view.state
+    return f"{view.state}: {hook.last_error}"
 
 
 @consumers.command("show")
@@ -168,19 +188,20 @@ async def consumers_with_info(conn: AConn, ctx: Context) -> list[tuple[Consumer,
 @json_option
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
-    """One consumer (by name or id), its settings and counters."""
+    """One consumer (by name or id), its settings, counters and delivery state."""
     schema = ctx.settings.schema
 
-    async def work(conn: AConn) -> tuple[Consumer, ConsumerInfo]:
-        consumer = await get_consumer(conn, name, schema=schema)
-        return consumer, await info(conn, consumer, schema=schema)
+    async def work(conn: AConn) -> ops.ConsumerView:
+        consumer = await ops.consumers.get_consumer(conn, name, schema=schema)
+        return await ops.consumers.consumer_view(conn, consumer, schema=schema)
 
-    consumer, counts = run_with_connection(ctx.settings, work)
-    data = consumer_dict(consumer, counts)
+    view = run_with_connection(ctx.settings, work)
+    data = view.to_dict()
     if as_json:
         echo_json(data)
         return
-    print_fields(data.items())
+    data.pop("webhook", None)
+    print_fields([*data.items(), ("state", state_text(view))])
 
 
 @consumers.command("rewind")
@@ -199,11 +220,10 @@ def rewind_(ctx: Context, name: str, after_idx: int) -> None:
     """Re-deliver the consumer's records (dead letters among them are revived)."""
     schema = ctx.settings.schema
 
-    async def work(conn: AConn) -> int:
-        consumer = await get_consumer(conn, name, schema=schema)
-        return await rewind(conn, consumer, after_idx=after_idx, schema=schema)
-
-    queued = run_with_connection(ctx.settings, work)
+    queued = run_with_connection(
+        ctx.settings,
+        lambda conn: ops.consumers.rewind(conn, name, after_idx=after_idx, schema=schema),
+    )
     click.echo(f"Rewound {name!r}: {queued} message(s) queued for delivery.")
 
 
@@ -218,10 +238,9 @@ def dead_letters(ctx: Context, name: str, replay: bool, limit: int, as_json: boo
     schema = ctx.settings.schema
 
     async def work(conn: AConn) -> tuple[list[DeadLetter], int]:
-        consumer = await get_consumer(conn, name, schema=schema)
         if replay:
-            return [], await replay_dead_letters(conn, consumer, schema=schema)
-        return await list_dead_letters(conn, consumer, limit=limit, schema=schema), 0
+            return [], await ops.consumers.replay(conn, name, schema=schema)
+        return await ops.consumers.dead_letters(conn, name, limit=limit, schema=schema), 0
 
     found, replayed = run_with_connection(ctx.settings, work)
     if replay:
@@ -254,9 +273,7 @@ def delete(ctx: Context, name: str, yes: bool) -> None:
         click.confirm(f"Delete consumer {name!r}?", abort=True, err=True)
     schema = ctx.settings.schema
 
-    async def work(conn: AConn) -> None:
-        consumer = await get_consumer(conn, name, schema=schema)
-        await delete_consumer(conn, consumer, schema=schema)
-
-    run_with_connection(ctx.settings, work)
+    run_with_connection(
+        ctx.settings, lambda conn: ops.consumers.delete_consumer(conn, name, schema=schema)
+    )
     click.echo(f"Deleted consumer {name!r}.")

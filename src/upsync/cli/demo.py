@@ -26,14 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from upsync import ops
 from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import database_dsn, embedded_dir
 from upsync.config import Settings
 from upsync.engine.server import Engine, EngineConfig
 from upsync.redact import redact
 from upsync.sources.stripe.collections import collection
-from upsync.stream.catalog import create_credential, create_stream, create_sync
-from upsync.stream.consumers import create_consumer
 from upsync.stream.delivery import info
 from upsync.stream.migrations import migrate
 from upsync.testing.stripe import LiveTraffic, Store, generate, run_standin
@@ -167,36 +166,22 @@ async def _create_sync(engine: Engine, api_key: str, tables_schema: str) -> tupl
     assert engine.pool is not None
     async with engine.pool.connection() as conn:
         await migrate(conn, schema=STATE_SCHEMA)
-        stream = await create_stream(conn, "demo", schema=STATE_SCHEMA)
-        cred = await create_credential(
-            conn,
+        await ops.streams.create_stream(conn, "demo", schema=STATE_SCHEMA)
+        new_sync = ops.NewSync(
             provider="stripe",
-            kind="stripe_key",
-            secret=api_key,
-            name="stand-in",
-            test=True,
-            schema=STATE_SCHEMA,
-        )
-        sync = await create_sync(
-            conn,
-            stream_id=stream.id,
-            provider="stripe",
+            stream="demo",
+            collection_ids=COLLECTIONS,
             name="demo",
-            collection_ids=[collection(c).collection_id for c in COLLECTIONS],
-            credential_id=cred.id,
+            api_key=api_key,
+            credential_name="stand-in",
             external_id="demo-tenant",
             metadata={"plan": "demo"},
-            schema=STATE_SCHEMA,
         )
-        consumer = await create_consumer(
-            conn,
-            stream_id=stream.id,
-            name="tables",
-            kind="table",
-            max_deliver=5,
-            metadata={"schema": tables_schema},
-            schema=STATE_SCHEMA,
+        sync = (await ops.syncs.create_sync(conn, new_sync, schema=STATE_SCHEMA)).sync
+        tables = ops.NewConsumer(
+            stream="demo", name="tables", kind="table", metadata={"schema": tables_schema}
         )
+        consumer = (await ops.consumers.create_consumer(conn, tables, schema=STATE_SCHEMA)).consumer
     assert engine.syncs is not None
     engine.syncs.refresh()
     return sync.id, consumer

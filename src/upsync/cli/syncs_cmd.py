@@ -7,36 +7,19 @@ as ``****`` everywhere.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from upsync import ops
 from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import AConn, run_with_connection
 from upsync.cli.output import echo_json, json_option, print_fields, print_table, when
-from upsync.cli.progress import backfill_progress, events_through, progress_text
-from upsync.engine.syncs import WEBHOOK_CREDENTIAL_KEY, webhook_credential_ids
-from upsync.errors import ConfigurationError, NotFound
-from upsync.sources.stripe.collections import collection
-from upsync.stream.catalog import (
-    create_credential,
-    create_sync,
-    delete_credential,
-    delete_sync,
-    get_credential,
-    get_stream,
-    get_sync,
-    list_credentials,
-    list_syncs,
-    update_sync,
-)
-from upsync.stream.models import Credential, Sync
-
-CREATED_BY = "upsync syncs create"
+from upsync.errors import ConfigurationError
+from upsync.ops.progress import progress_text
+from upsync.stream.models import Sync
 
 
 @main.group()
@@ -91,65 +74,32 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a sync of PROVIDER (stripe); a running `upsync server` starts it within seconds."""
-    collection_ids = _collections(collections)
-    meta = _metadata(metadata)
-    key = _api_key(api_key_env)
-    webhook_secret = _secret(webhook_secret_env, "whsec_") if webhook_secret_env else None
-    schema = ctx.settings.schema
-
-    async def work(conn: AConn) -> tuple[Sync, Credential]:
-        async with conn.transaction():
-            stream = await _stream(conn, stream_name, schema)
-            cred = await create_credential(
-                conn,
-                provider=provider,
-                kind=f"{provider}_key",
-                secret=key,
-                name=f"{api_key_env} ({name or external_id or provider})",
-                test=key.startswith(("sk_test_", "rk_test_")),
-                metadata={"created_by": CREATED_BY},
-                schema=schema,
-            )
-            if webhook_secret is not None:
-                hook = await create_credential(
-                    conn,
-                    provider=provider,
-                    kind="stripe_webhook_secret",
-                    secret=webhook_secret,
-                    name=f"{webhook_secret_env} ({name or external_id or provider})",
-                    metadata={"created_by": CREATED_BY},
-                    schema=schema,
-                )
-                meta[WEBHOOK_CREDENTIAL_KEY] = hook.id
-            sync = await create_sync(
-                conn,
-                stream_id=stream,
-                provider=provider,
-                name=name or external_id or provider,
-                collection_ids=collection_ids,
-                external_id=external_id,
-                metadata=meta,
-                credential_id=cred.id,
-                rate_limit=None
-                if rate_limit is None
-                else {"allowed_requests": rate_limit, "interval": 1, "max_concurrent_requests": 0},
-                schema=schema,
-            )
-        return sync, cred
-
-    sync, cred = run_with_connection(ctx.settings, work)
-    if as_json:
-        echo_json(_sync_dict(sync, cred))
-        return
-    click.echo(f"Created sync {sync.id} ({sync.name}): {', '.join(sync.collection_ids)}")
-    click.echo("API key stored as a credential (****). `upsync server` runs the sync.")
-
-
-def _collections(raw: str) -> list[str]:
-    names = [part.strip() for part in raw.split(",") if part.strip()]
+    names = [part.strip() for part in collections.split(",") if part.strip()]
     if not names:
         raise ConfigurationError("--collections: name at least one, e.g. customer,subscription")
-    return list(dict.fromkeys(collection(n).collection_id for n in names))
+    new = ops.NewSync(
+        provider=provider,
+        stream=stream_name,
+        collection_ids=names,
+        name=name,
+        api_key=_api_key(api_key_env),
+        credential_name=f"{api_key_env} ({name or external_id or provider})",
+        webhook_secret=_secret(webhook_secret_env, "whsec_") if webhook_secret_env else None,
+        external_id=external_id,
+        metadata=_metadata(metadata),
+        rate_limit=None
+        if rate_limit is None
+        else {"allowed_requests": rate_limit, "interval": 1, "max_concurrent_requests": 0},
+    )
+    view = run_with_connection(
+        ctx.settings, lambda conn: ops.syncs.create_sync(conn, new, schema=ctx.settings.schema)
+    )
+    if as_json:
+        echo_json(view.to_dict())
+        return
+    sync = view.sync
+    click.echo(f"Created sync {sync.id} ({sync.name}): {', '.join(sync.collection_ids)}")
+    click.echo("API key stored as a credential (****). `upsync server` runs the sync.")
 
 
 def _metadata(raw: str | None) -> dict[str, Any]:
@@ -192,79 +142,61 @@ def _api_key(variable: str) -> str:
     return key
 
 
-async def _stream(conn: AConn, name: str, schema: str) -> str:
-    try:
-        return (await get_stream(conn, name, schema=schema)).id
-    except NotFound:
-        hint = "run `upsync init`" if name == "default" else "pass --stream with an existing one"
-        raise NotFound(f"stream {name!r} not found: {hint}") from None
-
-
-def _sync_dict(sync: Sync, cred: Credential | None) -> dict[str, Any]:
-    out = sync.to_dict()
-    out["credential"] = None if cred is None else cred.to_dict()
-    out["backfill"] = backfill_progress(sync)
-    out["events_through"] = events_through(sync)
-    return out
-
-
-async def _with_credentials(conn: AConn, found: Sequence[Sync], schema: str) -> list[Any]:
-    creds = {c.id: c for c in await list_credentials(conn, schema=schema)}
-    return [(s, creds.get(s.credential_id or "")) for s in found]
-
-
 @syncs.command("list")
 @json_option
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
-    """Every sync, oldest first."""
-    schema = ctx.settings.schema
-
-    async def work(conn: AConn) -> list[Any]:
-        return await _with_credentials(conn, await list_syncs(conn, schema=schema), schema)
-
-    pairs = run_with_connection(ctx.settings, work)
+    """Every sync, oldest first, with its state."""
+    found = run_with_connection(
+        ctx.settings, lambda conn: ops.overview(conn, schema=ctx.settings.schema)
+    ).syncs
     if as_json:
-        echo_json({"syncs": [_sync_dict(s, c) for s, c in pairs]})
+        echo_json({"syncs": [v.to_dict() for v in found]})
         return
     print_table(
         "Syncs",
-        ["id", "name", "external id", "status", "collections", "backfill"],
+        ["id", "name", "external id", "state", "collections", "backfill"],
         [
-            (s.id, s.name, s.external_id, s.status, ", ".join(s.collection_ids), progress_text(s))
-            for s, _ in pairs
+            (
+                v.sync.id,
+                v.sync.name,
+                v.sync.external_id,
+                v.state.text,
+                ", ".join(v.sync.collection_ids),
+                progress_text(v.sync),
+            )
+            for v in found
         ],
         empty="No syncs yet: `upsync syncs create stripe --api-key-env STRIPE_KEY …`.",
     )
 
 
 @syncs.command("show")
-@click.argument("sync_id", metavar="ID")
+@click.argument("sync_id", metavar="ID_OR_NAME")
 @json_option
 @pass_ctx
 def show(ctx: Context, sync_id: str, as_json: bool) -> None:
-    """One sync, with its backfill progress per collection."""
+    """One sync (by id or name), its state and backfill progress per collection."""
     schema = ctx.settings.schema
 
-    async def work(conn: AConn) -> tuple[Sync, Credential | None]:
-        sync = await get_sync(conn, sync_id, schema=schema)
-        cred = None
-        if sync.credential_id:
-            cred = await get_credential(conn, sync.credential_id, schema=schema)
-        return sync, cred
+    async def work(conn: AConn) -> ops.SyncView:
+        sync = await ops.syncs.get_sync(conn, sync_id, schema=schema)
+        return await ops.syncs.sync_view(conn, sync, schema=schema)
 
-    sync, cred = run_with_connection(ctx.settings, work)
-    data = _sync_dict(sync, cred)
+    view = run_with_connection(ctx.settings, work)
+    sync, data = view.sync, view.to_dict()
     if as_json:
         echo_json(data)
         return
     print_fields(
         [
             *((key, data[key]) for key in ("id", "name", "provider", "external_id", "status")),
+            ("state", view.state.state),
+            ("last error", view.state.error),
             ("collections", ", ".join(sync.collection_ids)),
             ("stream_id", sync.stream_id),
             ("metadata", data["metadata"]),
-            ("api key", "****" if cred else None),
+            ("api key", "****" if view.credential else None),
             ("rate limit", data["rate_limit"] or "default"),
             ("backfill done", when(sync.initial_backfill_completed_at)),
             ("events through", data["events_through"]),
@@ -281,12 +213,12 @@ def show(ctx: Context, sync_id: str, as_json: bool) -> None:
 def _set_status(ctx: Context, sync_id: str, status: str) -> Sync:
     return run_with_connection(
         ctx.settings,
-        lambda conn: update_sync(conn, sync_id, status=status, schema=ctx.settings.schema),
+        lambda conn: ops.syncs.set_status(conn, sync_id, status, schema=ctx.settings.schema),
     )
 
 
 @syncs.command("pause")
-@click.argument("sync_id", metavar="ID")
+@click.argument("sync_id", metavar="ID_OR_NAME")
 @pass_ctx
 def pause(ctx: Context, sync_id: str) -> None:
     """Stop syncing (a running server stops it within seconds; progress is kept)."""
@@ -295,7 +227,7 @@ def pause(ctx: Context, sync_id: str) -> None:
 
 
 @syncs.command("resume")
-@click.argument("sync_id", metavar="ID")
+@click.argument("sync_id", metavar="ID_OR_NAME")
 @pass_ctx
 def resume(ctx: Context, sync_id: str) -> None:
     """Resume a paused sync where it stopped."""
@@ -304,29 +236,14 @@ def resume(ctx: Context, sync_id: str) -> None:
 
 
 @syncs.command("delete")
-@click.argument("sync_id", metavar="ID")
+@click.argument("sync_id", metavar="ID_OR_NAME")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def delete(ctx: Context, sync_id: str, yes: bool) -> None:
     """Delete a sync and the API key stored for it. Its records stay in the stream."""
-    schema = ctx.settings.schema
     if not yes:
         click.confirm(f"Delete sync {sync_id} (its cursors are lost)?", abort=True, err=True)
-
-    async def work(conn: AConn) -> Sync:
-        async with conn.transaction():
-            sync = await get_sync(conn, sync_id, schema=schema)
-            await delete_sync(conn, sync.id, schema=schema)
-            owned = [sync.credential_id] if sync.credential_id else []
-            owned += webhook_credential_ids(sync.metadata)
-            for credential_id in owned:
-                with contextlib.suppress(NotFound):
-                    cred = await get_credential(conn, credential_id, schema=schema)
-                    if cred.metadata.get("created_by") == CREATED_BY:
-                        # kept when another sync uses the same key
-                        with contextlib.suppress(ConfigurationError):
-                            await delete_credential(conn, cred.id, schema=schema)
-        return sync
-
-    sync = run_with_connection(ctx.settings, work)
+    sync = run_with_connection(
+        ctx.settings, lambda conn: ops.syncs.delete_sync(conn, sync_id, schema=ctx.settings.schema)
+    )
     click.echo(f"Deleted sync {sync.id} ({sync.name}).")

@@ -220,6 +220,7 @@ def _sync(row: dict[str, Any]) -> Sync:
         max_age_days=row["max_age_days"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        health=row.get("health"),
     )
 
 
@@ -385,3 +386,16 @@ async def delete_sync(conn: AConn, sync_id: str, *, schema: str = DEFAULT_SCHEMA
         cur = await conn.execute(q(schema, "DELETE FROM {syncs} WHERE id = %s"), [sid])
         if cur.rowcount == 0:
             raise NotFound(f"sync {sync_id!r} not found")
+
+
+async def record_sync_health(
+    conn: AConn, sync_id: str, health: Mapping[str, Any] | None, *, schema: str = DEFAULT_SCHEMA
+) -> None:
+    """Store the engine's view of a sync (state, last error) for other processes to read.
+
+    Leaves ``updated_at`` alone: this is the engine's observation, not a change of settings.
+    """
+    await conn.execute(
+        q(schema, "UPDATE {syncs} SET health = %s WHERE id = %s"),
+        [None if health is None else Jsonb(dict(health)), as_uuid(sync_id, "sync")],
+    )

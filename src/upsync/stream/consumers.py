@@ -30,7 +30,7 @@ from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.catalog import as_uuid, get_stream
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.cursor import rewind_cursor, set_cursor
-from upsync.stream.models import DELIVER_POLICIES, Consumer, Filters
+from upsync.stream.models import CONSUMER_DEFAULTS, DELIVER_POLICIES, Consumer, Filters
 from upsync.stream.write import check_isolation
 
 _UNSET: Any = object()
@@ -182,10 +182,10 @@ async def create_consumer(
     stream_id: str,
     name: str,
     filters: Mapping[str, Any] | Filters | None = None,
-    deliver_policy: str = "all",
-    ack_wait_ms: int = 30000,
-    max_deliver: int = -1,
-    max_ack_pending: int = 1000,
+    deliver_policy: str = CONSUMER_DEFAULTS.deliver_policy,
+    ack_wait_ms: int = CONSUMER_DEFAULTS.ack_wait_ms,
+    max_deliver: int = CONSUMER_DEFAULTS.max_deliver,
+    max_ack_pending: int = CONSUMER_DEFAULTS.max_ack_pending,
     metadata: Mapping[str, Any] | None = None,
     kind: str = "http",
     schema: str = DEFAULT_SCHEMA,

@@ -209,6 +209,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             cursor_snapshot = pg_current_snapshot()::text;
         """,
     ),
+    Migration(
+        7,
+        "syncs keep the engine's view of their health, for processes that do not run them",
+        # written by the replica that runs the sync when its state changes (started, failing,
+        # backfill done…), so `upsync status` and the API in another process show it too
+        """
+        ALTER TABLE {syncs} ADD COLUMN IF NOT EXISTS health jsonb;
+        """,
+    ),
 )
 
 _BOOTSTRAP = """

@@ -18,6 +18,39 @@ DELIVER_POLICIES: tuple[str, ...] = ("all", "new", "last", "1h")
 MASK = "****"
 
 
+#: The sync metadata key naming the credential(s) that hold its webhook signing secret(s).
+WEBHOOK_CREDENTIAL_KEY = "webhook_credential_id"
+
+
+def webhook_credential_ids(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ids under ``metadata["webhook_credential_id"]``: one id or a list (secret roll)."""
+    value = metadata.get(WEBHOOK_CREDENTIAL_KEY)
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if isinstance(v, str) and v)
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerDefaults:
+    """The one set of consumer defaults, whatever door creates the consumer (API, CLI, Python).
+
+    ``max_deliver`` is 10, not Sequin's -1 (unlimited): a record that can never be processed
+    (a row Postgres refuses, a handler bug) would otherwise be redelivered forever, holding an
+    ``max_ack_pending`` slot and hiding in ``num_pending``; after 10 attempts it becomes a
+    visible, replayable dead letter instead. Pass ``max_deliver=-1`` to get Sequin's behaviour.
+    """
+
+    deliver_policy: str = "all"
+    ack_wait_ms: int = 30_000
+    max_deliver: int = 10
+    max_ack_pending: int = 1000
+
+
+CONSUMER_DEFAULTS = ConsumerDefaults()
+
+
 def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -85,6 +118,9 @@ class Sync:
     max_age_days: int | None
     created_at: datetime
     updated_at: datetime
+    #: the engine's last word on this sync (state, last error), written by the process that
+    #: runs it; ``None`` until an engine ran it (see :mod:`upsync.ops.health`)
+    health: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
