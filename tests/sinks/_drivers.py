@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import psycopg
@@ -22,8 +23,8 @@ from upsync.records import Record
 from upsync.sinks import ApplyResult, TableSink
 
 #: psycopg 3 (sync and async) runs with COPY; "pipeline" forces its executemany path (the one
-#: every other driver takes); SQLAlchemy hands a psycopg 3 connection to that driver and drives
-#: psycopg2 and asyncpg itself. (Django hands its psycopg 3 connection to the psycopg driver.)
+#: every other driver takes); SQLAlchemy and Django hand a psycopg 3 connection to that driver,
+#: and SQLAlchemy drives psycopg2 and asyncpg itself.
 DRIVERS = [
     "psycopg",
     "psycopg-pipeline",
@@ -31,6 +32,7 @@ DRIVERS = [
     "sqlalchemy-psycopg",
     "sqlalchemy-psycopg2",
     "sqlalchemy-asyncpg",
+    "django",
 ]
 
 
@@ -111,9 +113,84 @@ class _SqlAlchemyAsync:
         await self.conn.commit()
 
 
+class _Django:
+    """Django's connection is per thread: every call of one session runs in its own thread."""
+
+    def __init__(self) -> None:
+        self.thread = ThreadPoolExecutor(max_workers=1)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+
+    async def pid(self) -> int:
+        def pid() -> int:
+            from django.db import connection, transaction
+
+            transaction.set_autocommit(False)  # as transaction.atomic() does
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                return int(cursor.fetchone()[0])
+
+        return int(await self._run(pid))
+
+    async def apply(self, sink: TableSink, records: Sequence[Record]) -> ApplyResult:
+        from upsync.sinks.django import apply
+
+        result: ApplyResult = await self._run(apply, sink, records)
+        return result
+
+    async def commit(self) -> None:
+        from django.db import transaction
+
+        await self._run(transaction.commit)
+
+    async def close(self) -> None:
+        def close() -> None:
+            from django.db import connection
+
+            connection.close()
+
+        await self._run(close)
+        self.thread.shutdown()
+
+
+def _django_settings(schema_dsn: str) -> None:
+    """Point Django's default database at the test's schema (configuring Django if needed)."""
+    import django
+    from django.conf import settings
+    from django.db import connections
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not settings.configured:  # the same configuration as tests/sinks/test_django.py
+        settings.configure(
+            DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "unset"}},
+            INSTALLED_APPS=["tests.sinks.django_app"],
+            USE_TZ=True,
+            DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        )
+        django.setup()
+    params = conninfo_to_dict(schema_dsn)
+    connections.settings["default"].update(
+        NAME=params["dbname"],
+        USER=params.get("user", ""),
+        PASSWORD=params.get("password", ""),
+        HOST=params.get("host", ""),
+        PORT=params.get("port", ""),
+        OPTIONS={"options": params["options"]},
+    )
+
+
 @contextlib.asynccontextmanager
 async def session(driver: str, schema_dsn: str) -> AsyncIterator[Session]:
     """A session of ``driver`` on the test's schema; what it did not commit is rolled back."""
+    if driver == "django":
+        _django_settings(schema_dsn)
+        django_session = _Django()
+        try:
+            yield django_session
+        finally:
+            await django_session.close()
+        return
     if driver.startswith("psycopg"):
         if driver == "psycopg-async":
             async with await psycopg.AsyncConnection.connect(schema_dsn) as aconn:
