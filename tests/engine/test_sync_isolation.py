@@ -56,10 +56,16 @@ async def test_a_sync_that_cannot_start_shows_its_error_and_the_others_run(
     health = (await up.sync(bad))["health"]
     assert message in health["last_error"]
     assert health["source"] == "engine"
-    assert (await up.sync(good["id"]))["health"]["status"] == "healthy"
+
+    async def good_is_live() -> bool:
+        health = (await up.sync(good["id"]))["health"]
+        return bool(health["status"] == "healthy" and health["events"]["last_poll_at"])
+
+    await eventually(good_is_live)
     # the good sync's backfill took several refresh ticks; a configuration error is not
     # something time fixes, so it was reported once and not retried on every tick
-    assert health["errors"] == 1
+    health = (await up.sync(bad))["health"]
+    assert health["errors"] == 1 and health["stopped"] is True
     assert len(await list_streams(up.db, schema=up.schema)) == 2
 
 

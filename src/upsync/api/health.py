@@ -1,4 +1,4 @@
-"""``/healthz`` (is the database reachable?) and Prometheus ``/metrics``."""
+"""``/healthz`` (is the database reachable, is every engine task working?) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -6,19 +6,34 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
 
 from upsync.api.errors import ApiError
 from upsync.api.state import State, require_token
+from upsync.engine.health import TaskBoard
 
-__all__ = ["metrics_router", "router"]
+__all__ = ["attach_tasks", "metrics_router", "router"]
 
 router = APIRouter(tags=["health"])
 _HEALTH_TIMEOUT_S = 5.0
+_TASKS_KEY = "upsync_engine_tasks"
+
+
+def attach_tasks(app: Starlette, tasks: TaskBoard) -> None:
+    """Let ``/healthz`` report the engine's tasks that are retrying or stopped."""
+    setattr(app.state, _TASKS_KEY, tasks)
 
 
 @router.get("/healthz")
-async def healthz(state: State) -> dict[str, Any]:
-    """200 ``{"status": "ok"}`` when a pooled connection answers ``SELECT 1``; otherwise 503."""
+async def healthz(request: Request, state: State) -> dict[str, Any]:
+    """503 when the database does not answer ``SELECT 1``; else 200 with each troubled task.
+
+    Served by the engine, ``status`` is ``ok``, or ``degraded`` when an engine task (a sync,
+    a managed consumer, a supervisor) has stopped on an error that retrying cannot fix;
+    ``tasks`` lists the tasks that are retrying or stopped, with their last error (redacted).
+    A stopped task needs a person, not a restart of the process, so this stays 200. The API
+    served alone answers ``{"status": "ok", "database": "ok"}``.
+    """
     try:
         async with state.pool.connection(timeout=_HEALTH_TIMEOUT_S) as conn:
             await conn.execute("SELECT 1")
@@ -26,7 +41,12 @@ async def healthz(state: State) -> dict[str, Any]:
         raise ApiError(
             503, f"database unreachable ({type(e).__name__})", type="unavailable"
         ) from None
-    return {"status": "ok", "database": "ok"}
+    board: TaskBoard | None = getattr(request.app.state, _TASKS_KEY, None)
+    if board is None:
+        return {"status": "ok", "database": "ok"}  # the API alone: no engine tasks here
+    troubled = board.troubled()
+    status = "degraded" if any(t.state == "stopped" for t in troubled) else "ok"
+    return {"status": status, "database": "ok", "tasks": [t.to_dict() for t in troubled]}
 
 
 async def _metrics(state: State) -> Response:

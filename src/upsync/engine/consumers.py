@@ -10,19 +10,20 @@ becomes a dead letter that lists its reason — never silently dropped (invarian
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
 from upsync.engine.fastpath import FastPath
+from upsync.engine.health import TaskHealth
+from upsync.engine.supervision import DB_BACKOFF, Backoff, is_transient, pause, stopped
 from upsync.errors import UpsyncError
+from upsync.pgerrors import ROW_FAULT, classify
 from upsync.records import Message, Record
 from upsync.redact import redact
 from upsync.schema import collection_route, column_types
@@ -207,17 +208,22 @@ async def run_table_consumer(
     idle_wait: float = 5.0,
     on_batch: Callable[[BatchReport], None] | None = None,
     fast: FastPath | None = None,
+    health: TaskHealth | None = None,
+    backoff: Backoff = DB_BACKOFF,
 ) -> None:
-    """Deliver ``consumer``'s records into tables until ``stop`` is set.
+    """Deliver ``consumer``'s records into tables until ``stop`` is set, or until it fails for good.
 
     Woken by new records (LISTEN/NOTIFY through ``notifier``), by the earliest ack deadline, or
-    after ``idle_wait`` seconds at the latest. A database error is logged and retried after a
-    growing pause: nothing was acked, so the batch is delivered again. With ``fast`` (tables in
-    the stream's database, see :mod:`upsync.engine.fastpath`) batches are delivered with SQL
-    only; a batch the fast path cannot apply is retried once on the Python path, which isolates
-    and dead-letters the rows Postgres refuses.
+    after ``idle_wait`` seconds at the latest. A transient error (see
+    :mod:`upsync.engine.supervision`: the database restarting, a deadlock) is retried after a
+    growing pause — nothing was acked, so the batch is delivered again. Any other error stops
+    the consumer: it is logged once with its traceback, ``health`` says ``stopped``, and this
+    function returns. With ``fast`` (tables in the stream's database, see
+    :mod:`upsync.engine.fastpath`) batches are delivered with SQL only; a batch the fast path
+    cannot apply because of a row (a value or constraint Postgres refuses) is retried once on
+    the Python path, which isolates and dead-letters the rows Postgres refuses.
     """
-    failures = 0
+    health = health or TaskHealth(f"consumer {consumer.name!r}")
     python_next = False
     while not stop.is_set():
         with notifier.subscribe(consumer.stream_id) as wake:  # subscribe before looking
@@ -229,16 +235,18 @@ async def run_table_consumer(
                         pool, consumer, sink, batch_size=batch_size, schema=schema
                     )
                     python_next = False
-                failures = 0
-            except psycopg.errors.DataError as e:
-                python_next = True  # a value that does not fit: let the Python path isolate it
-                _log.info("consumer %s: batch refused by SQL (%s); isolating", consumer.name, e)
-                continue
-            except Exception as e:  # the database may be restarting; the batch is not lost
-                failures += 1
-                _log.warning("consumer %s: %s (retrying)", consumer.name, e)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=min(30.0, 0.2 * 2**failures))
+                health.ok()
+            except Exception as e:
+                if fast is not None and not python_next and classify(e) == ROW_FAULT:
+                    python_next = True  # let the Python path isolate the row at fault
+                    _log.info("consumer %s: batch refused by SQL (%s); isolating", consumer.name, e)
+                    continue
+                if not is_transient(e):
+                    stopped(_log, health, e)
+                    return
+                health.retrying(e)
+                _log.warning("consumer %s: %s (retrying)", consumer.name, redact(str(e)))
+                await pause(stop, backoff.delay(health.failures))
                 continue
             if on_batch is not None and report.delivered:
                 on_batch(report)
@@ -257,11 +265,7 @@ async def run_table_consumer(
 async def _fast_batch(
     fast: FastPath, pool: AsyncConnectionPool[Any], consumer: Consumer, batch_size: int
 ) -> BatchReport:
-    try:
-        delivered = await fast.deliver(pool, consumer.id, batch_size)
-    except psycopg.errors.IntegrityError as e:
-        # a constraint refused some row: the same remedy as a value that does not cast
-        raise psycopg.errors.DataError(str(e)) from e
+    delivered = await fast.deliver(pool, consumer.id, batch_size)
     return BatchReport(delivered=delivered, acked=delivered)
 
 

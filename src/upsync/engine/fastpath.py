@@ -76,14 +76,20 @@ SELECT
     {reader_cols}
 FROM {consumers} k WHERE k.id = %(c)s FOR NO KEY UPDATE
 """.replace("{reader_cols}", READER_COLS).replace("{deliverable}", DELIVERABLE)
-# messages a directly delivered version supersedes (a dead letter, a nacked or expired older
-# version: an outdated message is never picked, the cursor's newer version replaces it)
+# messages a directly delivered version supersedes: a dead letter, a nacked or expired older
+# version go (an outdated message is never picked: the cursor's newer version replaces it); one
+# a worker holds takes the newer version, as the Python path's pull does (acking that older
+# delivery re-queues it), so that it cannot linger outdated once its deadline passes
 _SUPERSEDED = """
-DELETE FROM {consumer_messages} m
-USING unnest(%(ids)s::uuid[], %(idxs)s::bigint[]) AS t(rid, idx)
-WHERE m.consumer_id = %(c)s AND m.record_id = t.rid
-    AND (m.state <> 'delivered' OR m.ack_deadline <= now())
-    AND m.updated_idx <= t.idx
+WITH t AS (SELECT * FROM unnest(%(ids)s::uuid[], %(idxs)s::bigint[]) AS t(rid, idx)),
+gone AS (
+    DELETE FROM {consumer_messages} m USING t
+    WHERE m.consumer_id = %(c)s AND m.record_id = t.rid AND m.updated_idx <= t.idx
+        AND (m.state <> 'delivered' OR m.ack_deadline <= now())
+)
+UPDATE {consumer_messages} m SET updated_idx = t.idx FROM t
+WHERE m.consumer_id = %(c)s AND m.record_id = t.rid AND m.updated_idx < t.idx
+    AND m.state = 'delivered' AND m.ack_deadline > now()
 """
 # the same messages as the Python path's claim would hand out (see DELIVERABLE)
 _PICK = """

@@ -29,10 +29,13 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.api.app import create_app
+from upsync.api.health import attach_tasks
 from upsync.api.metrics import Metrics
 from upsync.api.sync_health import attach_live_syncs
 from upsync.engine.consumers import TableTarget, run_table_consumer, target_of
 from upsync.engine.fastpath import compile_target
+from upsync.engine.health import TaskBoard
+from upsync.engine.supervision import DB_BACKOFF, is_transient, pause, stopped
 from upsync.engine.syncs import SyncRunner
 from upsync.engine.webhooks import run_webhook_consumer
 from upsync.errors import UpstreamRejected, WebhookSignatureError
@@ -74,6 +77,8 @@ class Engine:
     consumers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     app: FastAPI | None = None
+    tasks: TaskBoard = field(default_factory=TaskBoard)
+    """every supervised task's state (shown in ``/healthz``)"""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; then stop taking work and finish what is in flight."""
@@ -92,6 +97,7 @@ class Engine:
                 poll_interval=cfg.poll_interval,
                 refresh_every=cfg.refresh_every,
                 reconcile_every=cfg.reconcile_every,
+                tasks=self.tasks,
             )
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.syncs.run(stop))
@@ -110,6 +116,7 @@ class Engine:
         metrics.syncs = self.syncs  # per-sync series: backfill, lag, drift, errors, webhooks
         self.app = create_app(self.pool, schema=self.config.schema, metrics=metrics)
         attach_live_syncs(self.app, self.syncs)  # GET /v1/syncs/{id} shows live health
+        attach_tasks(self.app, self.tasks)  # /healthz shows tasks that retry or stopped
         self.app.include_router(self._webhook_router())
         config = uvicorn.Config(
             self.app,
@@ -153,33 +160,57 @@ class Engine:
         return router
 
     async def _supervise_consumers(self, notifier: Notifier, stop: asyncio.Event) -> None:
-        """Keep one task per managed consumer; pick up new ones and drop deleted ones."""
+        """Keep one task per managed consumer; pick up new ones and drop deleted ones.
+
+        A consumer whose task stopped for good (see :mod:`upsync.engine.supervision`) is not
+        started again until it is changed (its ``updated_at`` moves). Listing the consumers is
+        retried while the error is transient; any other error stops this supervisor (and so
+        the managed consumers), logged once and shown in ``/healthz``.
+        """
         assert self.pool is not None
+        me = self.tasks.task("consumer supervisor")
         stops: dict[str, asyncio.Event] = {}
+        running: dict[str, Consumer] = {}
         try:
             while not stop.is_set():
                 try:
                     wanted = await self._managed_consumers()
-                except Exception as e:  # the database may be restarting: keep supervising
-                    _log.warning("engine: cannot list consumers: %s", e)
-                    wanted = {}
+                    me.ok()
+                except Exception as e:
+                    if not is_transient(e):
+                        stopped(_log, me, e)
+                        return
+                    me.retrying(e)
+                    _log.warning("engine: cannot list consumers: %s (retrying)", e)
+                    await pause(stop, DB_BACKOFF.delay(me.failures))
+                    continue
                 await self._maintain()
                 for cid in [c for c in self.consumers if c not in wanted]:
                     stops.pop(cid).set()
                     await self.consumers.pop(cid)
+                    self.tasks.forget(_task_name(running.pop(cid)))
                 for cid, consumer in wanted.items():
                     task = self.consumers.get(cid)
-                    if task is None or task.done():
-                        stops[cid] = asyncio.Event()
-                        self.consumers[cid] = asyncio.create_task(
-                            self._run_consumer(notifier, consumer, stops[cid])
-                        )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.refresh_every)
+                    if task is not None and not task.done():
+                        continue
+                    if task is not None and not self._restartable(running[cid], consumer):
+                        continue
+                    if task is not None:
+                        self.tasks.forget(_task_name(running[cid]))
+                    running[cid], stops[cid] = consumer, asyncio.Event()
+                    self.consumers[cid] = asyncio.create_task(
+                        self._run_consumer(notifier, consumer, stops[cid])
+                    )
+                await pause(stop, self.config.refresh_every)
         finally:
             for event in stops.values():
                 event.set()
             await asyncio.gather(*self.consumers.values(), return_exceptions=True)
+
+    def _restartable(self, ran: Consumer, now: Consumer) -> bool:
+        """Whether an ended consumer task may start again: not if it stopped for good, unchanged."""
+        stopped_for_good = self.tasks.task(_task_name(ran)).state == "stopped"
+        return not stopped_for_good or now.updated_at != ran.updated_at
 
     async def _maintain(self) -> None:
         """Keep the stream's planner statistics fresh (see :mod:`upsync.stream.maintenance`)."""
@@ -202,12 +233,15 @@ class Engine:
     async def _run_consumer(
         self, notifier: Notifier, consumer: Consumer, stop: asyncio.Event
     ) -> None:
-        """Run one managed consumer until ``stop``; failures are logged, the supervisor restarts."""
+        """Run one managed consumer until ``stop``, or until it fails (see the supervisor)."""
         assert self.pool is not None
         schema = self.config.schema
+        health = self.tasks.task(_task_name(consumer))
         try:
             if consumer.kind == "webhook":
-                await run_webhook_consumer(self.pool, notifier, consumer, stop, schema=schema)
+                await run_webhook_consumer(
+                    self.pool, notifier, consumer, stop, schema=schema, health=health
+                )
                 return
             target = target_of(consumer)
             if target is None:
@@ -218,10 +252,19 @@ class Engine:
             if isinstance(target, TableTarget) and isinstance(sink, TableSink):
                 fast = await compile_target(self.pool, sink, schema)
             await run_table_consumer(
-                self.pool, notifier, consumer, sink, stop, schema=schema, fast=fast
+                self.pool, notifier, consumer, sink, stop, schema=schema, fast=fast, health=health
             )
-        except Exception as e:  # e.g. the database went away while starting: retried next tick
-            _log.warning("engine: consumer %s stopped: %s", consumer.name, e)
+        except Exception as e:
+            if not is_transient(e):
+                stopped(_log, health, e)
+                return
+            # e.g. the database went away while starting: the supervisor starts it again
+            health.retrying(e)
+            _log.warning("engine: consumer %s: %s (retrying)", consumer.name, e)
+
+
+def _task_name(consumer: Consumer) -> str:
+    return f"consumer {consumer.name!r} ({consumer.id})"
 
 
 class _QuietServer(uvicorn.Server):

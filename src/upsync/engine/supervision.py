@@ -22,7 +22,7 @@ from upsync import pgerrors
 from upsync.engine.health import TaskHealth
 from upsync.errors import TransientError
 
-__all__ = ["Backoff", "is_transient", "pause", "stopped"]
+__all__ = ["DB_BACKOFF", "Backoff", "is_transient", "pause", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ class Backoff:
         """Seconds to wait after the ``failures``-th consecutive failure."""
         full = min(self.max_s, self.base_s * 2.0 ** max(0, min(failures - 1, 60)))
         return full * (1.0 - self.jitter * (rng or random).random())
+
+
+#: pauses between retries after a transient database error (a batch, a catalog read)
+DB_BACKOFF = Backoff(base_s=0.2, max_s=30.0)
 
 
 def is_transient(error: BaseException) -> bool:

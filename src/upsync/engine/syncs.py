@@ -31,7 +31,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.engine.health import SyncHealth, TaskBoard
-from upsync.engine.supervision import Backoff, is_transient, pause, stopped
+from upsync.engine.supervision import DB_BACKOFF, Backoff, is_transient, pause, stopped
 from upsync.errors import ConfigurationError, NotFound, UpsyncError
 from upsync.redact import redact
 from upsync.sources.port import PostgresPort
@@ -85,7 +85,6 @@ class _Refused:
 #: a source that ran this long before failing starts its backoff afresh
 _HEALTHY_RUN_S = 300.0
 _RESTART_BACKOFF = Backoff(base_s=1.0, max_s=60.0)
-_CATALOG_BACKOFF = Backoff()
 
 
 @dataclass
@@ -141,7 +140,7 @@ class SyncRunner:
                         return
                     me.retrying(e)
                     _log.warning("sync runner: cannot read syncs: %s (retrying)", redact(str(e)))
-                    await pause(stop, _CATALOG_BACKOFF.delay(me.failures))
+                    await pause(stop, DB_BACKOFF.delay(me.failures))
                     continue
                 await self._wait(stop)
         finally:
@@ -164,7 +163,8 @@ class SyncRunner:
             if sync_id not in wanted or changed:
                 await self._stop(sync_id)
         for sync_id in [i for i in self._health if i not in wanted]:
-            del self._health[sync_id]  # paused or deleted: its status is the database's again
+            sync, _ = self._health.pop(sync_id)  # paused or deleted: the database's status again
+            self.tasks.forget(_task(sync))
             self._refused.pop(sync_id, None)
             self._backoff.pop(sync_id, None)
         now = asyncio.get_running_loop().time()
@@ -211,6 +211,7 @@ class SyncRunner:
     def _refuse(self, sync: Sync, health: SyncHealth, error: BaseException) -> None:
         health.stopped = True
         self._refused[sync.id] = _Refused(_config(sync), health.last_error or "")
+        self.tasks.task(_task(sync)).stop(health.last_error or type(error).__name__)
         # a configuration error is the user's to fix and says all there is; others get a trace
         trace = None if isinstance(error, UpsyncError) else error
         _log.error(
@@ -254,6 +255,7 @@ class SyncRunner:
         )
         health = self._health_of(sync)
         health.stopped = False
+        self.tasks.forget(_task(sync))
         source.status = health  # one status per sync, kept across restarts of its source
         stop = asyncio.Event()
         task = asyncio.create_task(self._guard(sync, source, stop), name=f"sync {sync.id}")
@@ -318,6 +320,10 @@ class SyncRunner:
 
 def _name(sync: Sync) -> str:
     return f"{sync.name!r} ({sync.id})"
+
+
+def _task(sync: Sync) -> str:
+    return f"sync {_name(sync)}"
 
 
 def _config(sync: Sync) -> tuple[Any, ...]:

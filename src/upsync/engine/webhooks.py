@@ -46,6 +46,8 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.engine.health import TaskHealth
+from upsync.engine.supervision import DB_BACKOFF, is_transient, stopped
 from upsync.errors import ConfigurationError, InvalidAckToken, NotFound, WebhookSignatureError
 from upsync.records import Message
 from upsync.redact import redact
@@ -675,21 +677,25 @@ async def run_webhook_consumer(
     rng: random.Random | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    health: TaskHealth | None = None,
 ) -> None:
-    """POST ``consumer``'s records to its webhook until ``stop`` is set.
+    """POST ``consumer``'s records to its webhook until ``stop`` is set, or it fails for good.
 
     Woken by new records (``notifier``), by the earliest ack deadline, or after ``idle_wait``
     seconds. The configuration (URL, secret) is re-read when idle and after every failure, so a
     fixed URL is picked up by the next retry. A bad configuration is shown in the status and
-    re-checked every ``config_retry_s``; a database error is retried with a growing pause
-    (nothing was acked, so the batch comes again). Returns when the consumer is deleted.
+    re-checked every ``config_retry_s``; a transient database error is retried with a growing
+    pause (nothing was acked, so the batch comes again). Any other error stops the consumer:
+    logged once with its traceback, shown as ``stopped`` in ``health``
+    (:mod:`upsync.engine.supervision`). Returns when the consumer is deleted or stopped.
     Each request times out after ``timeout_s``, capped by the consumer's ``ack_wait_ms`` so a
     batch is settled before it could be redelivered.
     """
     rng = rng or random.Random()
     timeout = min(timeout_s, consumer.ack_wait_ms / 1000)
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-        loop = _Loop(pool, notifier, consumer, stop, schema, clock, on_attempt)
+        health = health or TaskHealth(f"consumer {consumer.name!r}")
+        loop = _Loop(pool, notifier, consumer, stop, schema, clock, on_attempt, health)
         await loop.run(http, retry, idle_wait, config_retry_s, rng)
 
 
@@ -702,6 +708,7 @@ class _Loop:
     schema: str
     clock: WallClock
     on_attempt: Callable[[Attempt], None] | None
+    health: TaskHealth
     config: WebhookConfig | None = None
     shown_error: str | None = None
     tables_ready: bool = False
@@ -714,7 +721,6 @@ class _Loop:
         config_retry_s: float,
         rng: random.Random,
     ) -> None:
-        db_failures = 0
         while not self.stop.is_set():
             with self.notifier.subscribe(self.consumer.stream_id) as wake:  # before looking
                 try:
@@ -723,18 +729,24 @@ class _Loop:
                         self.pool, self.consumer, config, http, schema=self.schema,
                         retry=retry, clock=self.clock, rng=rng,
                     )  # fmt: skip
-                    db_failures = 0
+                    self.health.ok()
                 except NotFound:
                     _log.info("webhook consumer %s: deleted; stopping", self.consumer.name)
                     return
                 except ConfigurationError as e:
+                    # shown in the status and re-read: fixing the URL or secret resumes delivery
                     await self._config_error(str(e))
                     await self._pause(config_retry_s)
                     continue
-                except Exception as e:  # the database may be restarting; the batch is not lost
-                    db_failures += 1
-                    _log.warning("webhook consumer %s: %s (retrying)", self.consumer.name, e)
-                    await self._pause(min(30.0, 0.2 * 2**db_failures))
+                except Exception as e:
+                    if not is_transient(e):
+                        stopped(_log, self.health, e)
+                        return
+                    self.health.retrying(e)
+                    _log.warning(
+                        "webhook consumer %s: %s (retrying)", self.consumer.name, redact(str(e))
+                    )
+                    await self._pause(DB_BACKOFF.delay(self.health.failures))
                     continue
                 await self._after(report, wake, idle_wait)
 
