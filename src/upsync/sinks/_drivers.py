@@ -19,7 +19,7 @@ from psycopg import sql
 from upsync.errors import ConfigurationError
 from upsync.records import Record
 from upsync.sinks.faults import DbFailure
-from upsync.sinks.ops import Capabilities, Copy, Many, Op, drive, drive_async
+from upsync.sinks.ops import Capabilities, Copy, Many, Op, Query, drive, drive_async
 from upsync.sinks.result import ApplyResult
 from upsync.sinks.steps import ApplySteps
 
@@ -89,11 +89,14 @@ def apply_dbapi(
     many = _psycopg2_many if type(conn).__module__.startswith("psycopg2") else _row_by_row
 
     def perform(op: Op) -> Any:
+        assert not isinstance(op, Copy)
+        text = render(op.stmt, "format")
+        rows = list(op.rows) if isinstance(op, Many) else None
         try:
-            if isinstance(op, Many):
-                return many(cur, render(op.stmt, "format"), list(op.rows))
-            assert not isinstance(op, Copy)
-            cur.execute(render(op.stmt, "format"), op.params)
+            if rows is not None:
+                return many(cur, text, rows)
+            assert isinstance(op, Query)
+            cur.execute(text, op.params)
             return cur.fetchall() if cur.description is not None else []
         except error as e:
             raise _dbapi_failure(e) from None
