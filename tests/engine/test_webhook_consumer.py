@@ -15,6 +15,7 @@ import orjson
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.engine import webhooks
 from upsync.engine.webhooks import (
     Attempt,
     RetryPolicy,
@@ -28,6 +29,7 @@ from upsync.engine.webhooks import (
     webhook_status,
 )
 from upsync.errors import ConfigurationError, WebhookSignatureError
+from upsync.sources.stripe import signature as stripe_signature
 from upsync.stream.catalog import create_stream, create_sync
 from upsync.stream.consumers import create_consumer
 from upsync.stream.delivery import info, replay_dead_letters
@@ -376,3 +378,13 @@ def test_backoff_grows_exponentially_with_jitter_up_to_its_cap(rng: random.Rando
     for failures, full in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (500, 60)]:
         delay = policy.delay(failures, rng)
         assert full / 2 <= delay <= full
+
+
+def test_deliveries_are_signed_with_the_stripe_intakes_scheme_and_tolerance() -> None:
+    """One implementation: a consumer's signature verifies as a Stripe one, and vice versa."""
+    body, now = b'{"data":[]}', 1_700_000_000
+    assert stripe_signature.verify(body, sign_payload(body, SECRET, now), SECRET, now=now) == now
+    assert verify_signature(body, stripe_signature.sign(body, SECRET, now), SECRET, now) == now
+    assert webhooks.DEFAULT_TOLERANCE == stripe_signature.DEFAULT_TOLERANCE
+    with pytest.raises(WebhookSignatureError, match="missing Upsync-Signature header"):
+        verify_signature(body, None, SECRET, now)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import random
@@ -48,9 +46,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from upsync.engine.health import TaskHealth
 from upsync.engine.supervision import DB_BACKOFF, is_transient, stopped
-from upsync.errors import ConfigurationError, InvalidAckToken, NotFound, WebhookSignatureError
+from upsync.errors import ConfigurationError, InvalidAckToken, NotFound
 from upsync.records import Message
 from upsync.redact import redact
+from upsync.sources.stripe import signature
 from upsync.stream import tokens as _tokens
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.catalog import create_credential, reveal_secret
@@ -84,8 +83,8 @@ SIGNATURE_HEADER = "Upsync-Signature"
 DELIVERY_HEADER = "Upsync-Delivery"
 #: Generated secrets start with this, so :func:`upsync.redact.redact` masks them anywhere.
 SECRET_PREFIX = "upsync_whk_"
-#: Seconds a signature stays acceptable to :func:`verify_signature` by default.
-DEFAULT_TOLERANCE = 300
+#: Seconds a signature stays acceptable to :func:`verify_signature` by default (Stripe's).
+DEFAULT_TOLERANCE = signature.DEFAULT_TOLERANCE
 _DELIVERY_NS = uuid.UUID("2d6c0f0e-4f5a-5c59-8b8e-7d0f3f1b9a41")
 _MAX_BATCH = 1000
 
@@ -95,12 +94,7 @@ WallClock = Callable[[], float]
 
 def sign_payload(body: bytes, secret: str, timestamp: int) -> str:
     """The ``Upsync-Signature`` header value for ``body`` sent at ``timestamp``."""
-    return f"t={timestamp},v1={_digest(body, secret, timestamp)}"
-
-
-def _digest(body: bytes, secret: str, timestamp: int) -> str:
-    signed = str(timestamp).encode() + b"." + body
-    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return signature.sign(body, secret, timestamp)
 
 
 def verify_signature(
@@ -108,9 +102,10 @@ def verify_signature(
 ) -> int:
     """Check an ``Upsync-Signature`` header against the raw request body; returns its timestamp.
 
-    Raises :class:`~upsync.errors.WebhookSignatureError` (never echoing the secret) when the
-    header is missing or malformed, its timestamp is more than ``tolerance`` seconds away from
-    ``now`` (a replay), or no ``v1`` signature matches.
+    Stripe's scheme (:mod:`upsync.sources.stripe.signature`). Raises
+    :class:`~upsync.errors.WebhookSignatureError` (never echoing the secret) when the header is
+    missing or malformed, its timestamp is more than ``tolerance`` seconds away from ``now``
+    (a replay), or no ``v1`` signature matches.
 
     Example::
 
@@ -118,27 +113,9 @@ def verify_signature(
         verify_signature(await request.body(), request.headers.get("upsync-signature"),
                          secret, now=time.time())
     """
-    if not header:
-        raise WebhookSignatureError(f"missing {SIGNATURE_HEADER} header")
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            with contextlib.suppress(ValueError):
-                timestamp = int(value)
-        elif key == "v1":
-            candidates.append(value)
-    if timestamp is None or not candidates:
-        raise WebhookSignatureError(f"{SIGNATURE_HEADER} must look like t=<unix>,v1=<hex>")
-    if abs(now - timestamp) > tolerance:
-        raise WebhookSignatureError(
-            f"{SIGNATURE_HEADER} timestamp {timestamp} is more than {tolerance}s from now"
-        )
-    expected = _digest(body, secret, timestamp)
-    if not any(hmac.compare_digest(expected, c) for c in candidates):
-        raise WebhookSignatureError(f"no v1 signature in {SIGNATURE_HEADER} matches the body")
-    return timestamp
+    return signature.verify(
+        body, header, secret, now=now, tolerance=tolerance, header_name=SIGNATURE_HEADER
+    )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""Verifying Stripe webhook signatures, before a single byte of the body is parsed.
+"""Webhook signatures in Stripe's scheme, checked before a single byte of the body is parsed.
 
 Stripe signs ``f"{t}.{raw_body}"`` with HMAC-SHA256 under the endpoint's ``whsec_…`` secret and
 sends ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…][,v0=<hex>]``. Several ``v1`` values
 appear while a rolled secret is still active; ``v0`` (test mode) is never valid. See
 stripe-contract §3.
+
+This is upsync's one implementation of the scheme: Stripe webhook intake verifies with it, and
+managed webhook consumers sign their deliveries with it (``Upsync-Signature``, see
+:mod:`upsync.engine.webhooks`), both with :data:`DEFAULT_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -32,17 +36,19 @@ def verify(
     *,
     now: float,
     tolerance: int = DEFAULT_TOLERANCE,
+    header_name: str = "Stripe-Signature",
 ) -> int:
     """Check ``header`` against ``payload`` (the raw body) and return the signed timestamp.
 
     ``secrets`` may hold several secrets (rotation on our side); any ``v1`` matching any secret
     passes. Timestamps older than ``tolerance`` are refused to stop replays; so are ones further
     than ``tolerance`` in the future, which a correct sender never produces. Raises
-    :class:`WebhookSignatureError` saying what was wrong, never echoing a secret.
+    :class:`WebhookSignatureError` saying what was wrong, never echoing a secret; messages name
+    the header as ``header_name``.
     """
     if not header:
-        raise WebhookSignatureError("missing Stripe-Signature header")
-    timestamp, signatures = _parse(header)
+        raise WebhookSignatureError(f"missing {header_name} header")
+    timestamp, signatures = _parse(header, header_name)
     if abs(now - timestamp) > tolerance:
         age = "old" if timestamp < now else "far in the future"
         raise WebhookSignatureError(
@@ -58,7 +64,7 @@ def verify(
     raise WebhookSignatureError("no v1 signature matches the payload for the configured secret")
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def _parse(header: str, name: str) -> tuple[int, list[str]]:
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
@@ -69,15 +75,13 @@ def _parse(header: str) -> tuple[int, list[str]]:
             try:
                 timestamp = int(value)
             except ValueError:
-                raise WebhookSignatureError(
-                    "Stripe-Signature has a non-integer timestamp"
-                ) from None
+                raise WebhookSignatureError(f"{name} has a non-integer timestamp") from None
         elif key == "v1":
             signatures.append(value)
     if timestamp is None:
-        raise WebhookSignatureError("Stripe-Signature has no timestamp (t=…)")
+        raise WebhookSignatureError(f"{name} has no timestamp (t=…)")
     if not signatures:
-        raise WebhookSignatureError("Stripe-Signature has no v1 signature")
+        raise WebhookSignatureError(f"{name} has no v1 signature")
     return timestamp, signatures
 
 
