@@ -44,6 +44,7 @@ import orjson
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from upsync.backoff import Backoff
 from upsync.engine.health import TaskHealth
 from upsync.engine.supervision import DB_BACKOFF, is_transient, stopped
 from upsync.errors import ConfigurationError, InvalidAckToken, NotFound
@@ -119,8 +120,8 @@ def verify_signature(
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How failed deliveries are retried.
+class RetryPolicy(Backoff):
+    """How failed deliveries are retried: :class:`~upsync.backoff.Backoff`, and when to give up.
 
     The n-th consecutive failure waits ``min(max_s, base_s * 2**(n-1))``, of which a random
     ``jitter`` fraction is taken off (so many consumers do not retry in step).
@@ -130,12 +131,6 @@ class RetryPolicy:
     max_s: float = 600.0
     horizon_s: float = 24 * 3600.0
     """A message failing for this long (since its first failed attempt) becomes a dead letter."""
-    jitter: float = 0.5
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """Seconds to wait after the ``failures``-th consecutive failure."""
-        full = min(self.max_s, self.base_s * 2.0 ** max(0, min(failures - 1, 60)))
-        return full * (1.0 - self.jitter * rng.random())
 
 
 @dataclass(frozen=True)

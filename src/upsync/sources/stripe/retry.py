@@ -5,7 +5,8 @@ a sync engine must, because a backfill is expected to run into the rate limit. R
 a 429 always retries (a rate limit is about timing); otherwise ``Stripe-Should-Retry: false``
 never retries and ``true`` always does; without the header 409, 5xx and network failures (no
 status) retry and other statuses do not. The delay honours
-``Retry-After`` when given (capped), else exponential backoff with jitter.
+``Retry-After`` when given (capped), else upsync's one backoff formula
+(:class:`upsync.backoff.Backoff`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from upsync.backoff import Backoff
 
 __all__ = ["RetryPolicy"]
 
@@ -45,8 +48,7 @@ class RetryPolicy:
         retry_after = _seconds(headers.get("retry-after"))
         if retry_after is not None:
             return min(retry_after, self.cap)
-        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        return ceiling * rnd.uniform(0.5, 1.0)
+        return Backoff(self.base, self.cap).delay(attempt, rnd)
 
     @staticmethod
     def retryable(status: int | None, headers: Mapping[str, str]) -> bool:
