@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from upsync.crashpoints import crash_point
 from upsync.engine.fastpath import FastPath
 from upsync.engine.health import TaskHealth
-from upsync.engine.supervision import DB_BACKOFF, Backoff, is_transient, pause, stopped
+from upsync.engine.supervision import DB_BACKOFF, Backoff, supervise
 from upsync.errors import UpsyncError
 from upsync.pgerrors import ROW_FAULT, classify
 from upsync.records import Message, Record
@@ -225,7 +225,9 @@ async def run_table_consumer(
     """
     health = health or TaskHealth(f"consumer {consumer.name!r}")
     python_next = False
-    while not stop.is_set():
+
+    async def one_round() -> bool:
+        nonlocal python_next
         with notifier.subscribe(consumer.stream_id) as wake:  # subscribe before looking
             try:
                 if fast is not None and not python_next:
@@ -235,31 +237,29 @@ async def run_table_consumer(
                         pool, consumer, sink, batch_size=batch_size, schema=schema
                     )
                     python_next = False
-                health.ok()
             except Exception as e:
-                if fast is not None and not python_next and classify(e) == ROW_FAULT:
-                    python_next = True  # let the Python path isolate the row at fault
-                    _log.info("consumer %s: batch refused by SQL (%s); isolating", consumer.name, e)
-                    continue
-                if not is_transient(e):
-                    stopped(_log, health, e)
-                    return
-                health.retrying(e)
-                _log.warning("consumer %s: %s (retrying)", consumer.name, redact(str(e)))
-                await pause(stop, backoff.delay(health.failures))
-                continue
+                if fast is None or python_next or classify(e) != ROW_FAULT:
+                    raise
+                python_next = True  # let the Python path isolate the row at fault
+                _log.info("consumer %s: batch refused by SQL (%s); isolating", consumer.name, e)
+                return True
             if on_batch is not None and report.delivered:
                 on_batch(report)
-            if report.delivered:
-                continue
-            timeout = idle_wait
-            if report.next_deadline_s is not None:
-                timeout = min(timeout, max(report.next_deadline_s, 0.01))
-            stopper = asyncio.ensure_future(stop.wait())
-            waiter = asyncio.ensure_future(wake.wait(timeout))
-            await asyncio.wait([stopper, waiter], return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            waiter.cancel()
+            if not report.delivered:
+                await _idle(stop, wake, report.next_deadline_s, idle_wait)
+        return True
+
+    await supervise(one_round, stop=stop, health=health, log=_log, backoff=backoff)
+
+
+async def _idle(stop: asyncio.Event, wake: Any, deadline_s: float | None, idle_wait: float) -> None:
+    """Wait for new records, the earliest ack deadline, ``idle_wait`` seconds or ``stop``."""
+    timeout = idle_wait if deadline_s is None else min(idle_wait, max(deadline_s, 0.01))
+    stopper = asyncio.ensure_future(stop.wait())
+    waiter = asyncio.ensure_future(wake.wait(timeout))
+    await asyncio.wait([stopper, waiter], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    waiter.cancel()
 
 
 async def _fast_batch(

@@ -35,7 +35,7 @@ from upsync.api.sync_health import attach_live_syncs
 from upsync.engine.consumers import TableTarget, run_table_consumer, target_of
 from upsync.engine.fastpath import compile_target
 from upsync.engine.health import TaskBoard
-from upsync.engine.supervision import DB_BACKOFF, is_transient, pause, stopped
+from upsync.engine.supervision import is_transient, pause, stopped, supervise
 from upsync.engine.syncs import SyncRunner
 from upsync.engine.webhooks import run_webhook_consumer
 from upsync.errors import UpstreamRejected, WebhookSignatureError
@@ -168,40 +168,34 @@ class Engine:
         the managed consumers), logged once and shown in ``/healthz``.
         """
         assert self.pool is not None
-        me = self.tasks.task("consumer supervisor")
         stops: dict[str, asyncio.Event] = {}
         running: dict[str, Consumer] = {}
-        try:
-            while not stop.is_set():
-                try:
-                    wanted = await self._managed_consumers()
-                    me.ok()
-                except Exception as e:
-                    if not is_transient(e):
-                        stopped(_log, me, e)
-                        return
-                    me.retrying(e)
-                    _log.warning("engine: cannot list consumers: %s (retrying)", e)
-                    await pause(stop, DB_BACKOFF.delay(me.failures))
+
+        async def one_round() -> bool:
+            wanted = await self._managed_consumers()
+            await self._maintain()
+            for cid in [c for c in self.consumers if c not in wanted]:
+                stops.pop(cid).set()
+                await self.consumers.pop(cid)
+                self.tasks.forget(_task_name(running.pop(cid)))
+            for cid, consumer in wanted.items():
+                task = self.consumers.get(cid)
+                if task is not None and (
+                    not task.done() or not self._restartable(running[cid], consumer)
+                ):
                     continue
-                await self._maintain()
-                for cid in [c for c in self.consumers if c not in wanted]:
-                    stops.pop(cid).set()
-                    await self.consumers.pop(cid)
-                    self.tasks.forget(_task_name(running.pop(cid)))
-                for cid, consumer in wanted.items():
-                    task = self.consumers.get(cid)
-                    if task is not None and not task.done():
-                        continue
-                    if task is not None and not self._restartable(running[cid], consumer):
-                        continue
-                    if task is not None:
-                        self.tasks.forget(_task_name(running[cid]))
-                    running[cid], stops[cid] = consumer, asyncio.Event()
-                    self.consumers[cid] = asyncio.create_task(
-                        self._run_consumer(notifier, consumer, stops[cid])
-                    )
-                await pause(stop, self.config.refresh_every)
+                if task is not None:
+                    self.tasks.forget(_task_name(running[cid]))
+                running[cid], stops[cid] = consumer, asyncio.Event()
+                self.consumers[cid] = asyncio.create_task(
+                    self._run_consumer(notifier, consumer, stops[cid])
+                )
+            await pause(stop, self.config.refresh_every)
+            return True
+
+        me = self.tasks.task("consumer supervisor")
+        try:
+            await supervise(one_round, stop=stop, health=me, log=_log)
         finally:
             for event in stops.values():
                 event.set()

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from upsync import pgerrors
 from upsync.backoff import Backoff
 from upsync.engine.health import TaskHealth
 from upsync.errors import TransientError
 
-__all__ = ["DB_BACKOFF", "Backoff", "is_transient", "pause", "stopped"]
+__all__ = ["DB_BACKOFF", "Backoff", "is_transient", "pause", "stopped", "supervise"]
 
 
 #: pauses between retries after a transient database error (a batch, a catalog read)
@@ -48,3 +49,38 @@ def stopped(log: logging.Logger, health: TaskHealth, error: BaseException) -> No
         health.last_error,
         exc_info=error,
     )
+
+
+async def supervise(
+    work: Callable[[], Awaitable[bool]],
+    *,
+    stop: asyncio.Event,
+    health: TaskHealth,
+    log: logging.Logger,
+    backoff: Backoff = DB_BACKOFF,
+) -> None:
+    """Run rounds of ``work`` until ``stop`` is set, it returns ``False``, or it fails for good.
+
+    ``work`` does one round — typically: look for work, do it, wait for a notification — and
+    returns whether to go on. A transient error (:func:`is_transient`) marks ``health``
+    retrying, is logged as a warning and retried after a ``backoff`` pause; any other error
+    stops the loop (:func:`stopped`). A round that succeeds marks ``health`` running, unless it
+    reported trouble of its own (called ``health.retrying``, e.g. for a bad configuration it
+    keeps re-reading).
+    """
+    while not stop.is_set():
+        failures = health.failures
+        try:
+            go_on = await work()
+        except Exception as e:
+            if not is_transient(e):
+                stopped(log, health, e)
+                return
+            health.retrying(e)
+            log.warning("%s: %s (retrying)", health.name, health.last_error)
+            await pause(stop, backoff.delay(health.failures))
+            continue
+        if health.failures == failures:
+            health.ok()
+        if not go_on:
+            return

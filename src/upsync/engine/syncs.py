@@ -31,7 +31,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.engine.health import SyncHealth, TaskBoard
-from upsync.engine.supervision import DB_BACKOFF, Backoff, is_transient, pause, stopped
+from upsync.engine.supervision import Backoff, is_transient, supervise
 from upsync.errors import ConfigurationError, NotFound, UpsyncError
 from upsync.redact import redact
 from upsync.sources.port import PostgresPort
@@ -128,21 +128,14 @@ class SyncRunner:
         Reading the catalog is retried while the error is transient (the database restarting);
         any other error stops the runner, logged once and shown in ``/healthz``.
         """
-        me = self.tasks.task("sync runner")
+
+        async def one_round() -> bool:
+            await self._reconcile_tasks()
+            await self._wait(stop)
+            return True
+
         try:
-            while not stop.is_set():
-                try:
-                    await self._reconcile_tasks()
-                    me.ok()
-                except Exception as e:
-                    if not is_transient(e):
-                        stopped(_log, me, e)
-                        return
-                    me.retrying(e)
-                    _log.warning("sync runner: cannot read syncs: %s (retrying)", redact(str(e)))
-                    await pause(stop, DB_BACKOFF.delay(me.failures))
-                    continue
-                await self._wait(stop)
+            await supervise(one_round, stop=stop, health=self.tasks.task("sync runner"), log=_log)
         finally:
             await asyncio.gather(*(self._stop(i) for i in list(self.running)))
 

@@ -46,7 +46,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from upsync.backoff import Backoff
 from upsync.engine.health import TaskHealth
-from upsync.engine.supervision import DB_BACKOFF, is_transient, stopped
+from upsync.engine.supervision import supervise
 from upsync.errors import ConfigurationError, InvalidAckToken, NotFound
 from upsync.records import Message
 from upsync.redact import redact
@@ -693,7 +693,7 @@ class _Loop:
         config_retry_s: float,
         rng: random.Random,
     ) -> None:
-        while not self.stop.is_set():
+        async def one_round() -> bool:
             with self.notifier.subscribe(self.consumer.stream_id) as wake:  # before looking
                 try:
                     config = self.config or await self._load()
@@ -701,26 +701,19 @@ class _Loop:
                         self.pool, self.consumer, config, http, schema=self.schema,
                         retry=retry, clock=self.clock, rng=rng,
                     )  # fmt: skip
-                    self.health.ok()
                 except NotFound:
                     _log.info("webhook consumer %s: deleted; stopping", self.consumer.name)
-                    return
+                    return False
                 except ConfigurationError as e:
                     # shown in the status and re-read: fixing the URL or secret resumes delivery
+                    self.health.retrying(e)
                     await self._config_error(str(e))
                     await self._pause(config_retry_s)
-                    continue
-                except Exception as e:
-                    if not is_transient(e):
-                        stopped(_log, self.health, e)
-                        return
-                    self.health.retrying(e)
-                    _log.warning(
-                        "webhook consumer %s: %s (retrying)", self.consumer.name, redact(str(e))
-                    )
-                    await self._pause(DB_BACKOFF.delay(self.health.failures))
-                    continue
+                    return True
                 await self._after(report, wake, idle_wait)
+            return True
+
+        await supervise(one_round, stop=self.stop, health=self.health, log=_log)
 
     async def _after(self, report: Attempt, wake: Any, idle_wait: float) -> None:
         if self.on_attempt is not None and report.delivered:
