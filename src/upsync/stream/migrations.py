@@ -218,6 +218,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE {syncs} ADD COLUMN IF NOT EXISTS health jsonb;
         """,
     ),
+    Migration(
+        8,
+        "webhook consumers' delivery status and per-message failures",
+        # created on demand by upsync.engine.webhooks before this migration: IF NOT EXISTS
+        """
+        CREATE TABLE IF NOT EXISTS {schema}.webhook_status (
+            consumer_id uuid PRIMARY KEY,
+            failing_since timestamptz,          -- first failure since the last success
+            attempts integer NOT NULL DEFAULT 0, -- failed attempts since the last success
+            last_error text,
+            last_error_at timestamptz,
+            last_attempt_at timestamptz,
+            last_success_at timestamptz,
+            delivered bigint NOT NULL DEFAULT 0,
+            dead_lettered bigint NOT NULL DEFAULT 0,
+            last_dead_lettered_at timestamptz
+        );
+        -- one row per message that failed and was not delivered since: when it first failed
+        -- (the retry horizon counts from there) and why it failed last (the dead letter's reason)
+        CREATE TABLE IF NOT EXISTS {schema}.webhook_failures (
+            consumer_id uuid NOT NULL,
+            record_id uuid NOT NULL,
+            first_failed_at timestamptz NOT NULL,
+            last_failed_at timestamptz NOT NULL,
+            attempts integer NOT NULL,
+            last_error text NOT NULL,
+            dead boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (consumer_id, record_id)
+        );
+        """,
+    ),
 )
 
 _BOOTSTRAP = """
