@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.engine import webhooks
@@ -388,3 +390,24 @@ def test_deliveries_are_signed_with_the_stripe_intakes_scheme_and_tolerance() ->
     assert webhooks.DEFAULT_TOLERANCE == stripe_signature.DEFAULT_TOLERANCE
     with pytest.raises(WebhookSignatureError, match="missing Upsync-Signature header"):
         verify_signature(body, None, SECRET, now)
+
+
+async def test_the_webhook_tables_come_with_the_schemas_migrations(
+    schema_dsn: str, schema: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(schema_dsn, autocommit=True) as conn:
+        await migrate(conn, schema=schema)
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_name LIKE 'webhook_%%' ORDER BY 1",
+            [schema],
+        )
+        assert [r[0] for r in await cur.fetchall()] == ["webhook_failures", "webhook_status"]
+        cur = await conn.execute(
+            sql.SQL("SELECT name FROM {} WHERE version = 8").format(
+                sql.Identifier(schema, "schema_migrations")
+            )
+        )
+        assert (await cur.fetchone()) == (
+            "webhook consumers' delivery status and per-message failures",
+        )

@@ -23,6 +23,8 @@ _TABLES = {
     "events",
     "consumers",
     "consumer_messages",
+    "webhook_status",
+    "webhook_failures",
 }
 
 

@@ -20,7 +20,7 @@ replayable; see :func:`list_webhook_dead_letters` for the reason of each), and t
 :func:`webhook_status` shows the failure. Nothing is dropped silently.
 
 The status and the per-message failures live in two small tables of upsync's schema,
-``webhook_status`` and ``webhook_failures``, created by :func:`ensure_webhook_tables`.
+``webhook_status`` and ``webhook_failures``, created by upsync's migrations (number 8).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.catalog import create_credential, reveal_secret
 from upsync.stream.consumers import create_consumer, get_consumer
 from upsync.stream.delivery import ack, claim, list_dead_letters, nack
+from upsync.stream.migrations import migrate
 from upsync.stream.models import Consumer, DeadLetter, Filters
 from upsync.stream.notify import Notifier
 
@@ -214,41 +215,9 @@ async def load_webhook_config(
     return WebhookConfig(url, secret, size)
 
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.webhook_status (
-    consumer_id uuid PRIMARY KEY,
-    failing_since timestamptz,          -- first failure since the last success (NULL: healthy)
-    attempts integer NOT NULL DEFAULT 0, -- failed attempts since the last success
-    last_error text,
-    last_error_at timestamptz,
-    last_attempt_at timestamptz,
-    last_success_at timestamptz,
-    delivered bigint NOT NULL DEFAULT 0,
-    dead_lettered bigint NOT NULL DEFAULT 0,
-    last_dead_lettered_at timestamptz
-);
--- one row per message that failed and was not delivered since: when it first failed (the
--- retry horizon counts from there) and why it failed last (the dead letter's reason)
-CREATE TABLE IF NOT EXISTS {schema}.webhook_failures (
-    consumer_id uuid NOT NULL,
-    record_id uuid NOT NULL,
-    first_failed_at timestamptz NOT NULL,
-    last_failed_at timestamptz NOT NULL,
-    attempts integer NOT NULL,
-    last_error text NOT NULL,
-    dead boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (consumer_id, record_id)
-);
-"""
-
-
 async def ensure_webhook_tables(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> None:
-    """Create the webhook status tables if missing (safe when several processes start)."""
-    async with conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"upsync.webhooks:{schema}"]
-        )
-        await conn.execute(q(schema, _DDL))
+    """Make sure the webhook tables exist: they come with migration 8 of upsync's schema."""
+    await migrate(conn, schema=schema)
 
 
 async def create_webhook_consumer(
