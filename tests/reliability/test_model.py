@@ -9,13 +9,25 @@ after commit"), sometimes held and finished late (after the message was redelive
 
 After every step: no user-table row moves to a lower ``updated_idx`` or to a version the stream
 never had; the stream's record of each object is the highest ``source_version`` written so far
-(a delete is never undone by an older snapshot). After a final drain (the sync catches up, the
-clock passes every ack deadline, the consumer delivers until empty): user table == stream ==
-the upstream's latest state, deleted objects as tombstones.
+(a delete is never undone by an older snapshot). At every claim (liveness): a ``next`` that hands
+out nothing reports ``num_pending == 0``; a consumer whose ``info`` showed pending records and
+nothing held is handed at least one; ``num_pending`` never counts more records than the stream
+holds. After a final drain in batches of one (the sync catches up, the clock passes every ack
+deadline, the consumer delivers until empty): user table == stream == the upstream's latest
+state, deleted objects as tombstones.
+
+Issue #16 (a consumer stalled for good when a nacked or expired message's record got a newer
+version) got past this test: an empty claim was accepted silently, nobody compared it with
+``num_pending``, and the final drain took batches of 10, more than the model's objects, so the
+claim always pulled past the outdated messages and the tables still converged. Hence the
+liveness checks, the drain in batches of one, a third object, batches of one drawn more often,
+and :meth:`PipelineModel.retry_then_update` (a batch nacked or expired, then newer versions of
+some of its records, with or without new records behind them).
 
 The figures line: ``model_steps=… examples=… versions=… lost=0 stale=0 resurrected=0
-unexpected=0 duplicates_absorbed=… seed=…``. Replay a run with ``UPSYNC_TEST_SEED=<seed>``;
-``UPSYNC_HYPOTHESIS_PROFILE=long`` runs 2,000 examples of up to 100 steps.
+unexpected=0 stalls=0 overcounts=0 duplicates_absorbed=… liveness_checks=… seed=…``. Replay a
+run with ``UPSYNC_TEST_SEED=<seed>``; ``UPSYNC_HYPOTHESIS_PROFILE=long`` runs 2,000 examples of
+up to 100 steps; ``UPSYNC_MODEL_EXAMPLES=<n>`` sets the number of examples.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ from upsync.stream import (
     create_consumer,
     create_stream,
     create_sync,
+    info,
     migrate,
     nack,
     write,
@@ -62,10 +75,13 @@ from upsync.stream.models import Consumer, Sync, UpstreamObject
 AConn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
-OBJECTS = ("o1", "o2")
+OBJECTS = ("o1", "o2", "o3")
 COLLECTION = "stripe:customer"
 ACK_WAIT_MS = 1000
 LONG = os.environ.get("UPSYNC_HYPOTHESIS_PROFILE") == "long"
+EXAMPLES = int(os.environ.get("UPSYNC_MODEL_EXAMPLES") or 0)
+#: batch sizes of a claim: 1 (the API's default, the size that stalled in issue #16) most often
+BATCH_SIZES = st.one_of(st.just(1), st.integers(1, 4))
 DELIVER_MODES = ("ack", "ack_after_commit", "twice", "repeat_ids", "crash_before_commit",
                  "crash_after_commit", "nack", "hold")  # fmt: skip
 
@@ -81,16 +97,33 @@ class Figures:
     stale: int = 0
     resurrected: int = 0
     unexpected: int = 0
+    stalls: int = 0
+    overcounts: int = 0
     duplicates_absorbed: int = 0
     late_acks_refused: int = 0
     delivered: int = 0
+    liveness_checks: int = 0
+    retries_outdated: int = 0
 
     def line(self, seed: int) -> str:
         return (
             f"model_steps={self.steps} examples={self.examples} versions={self.versions} "
             f"lost={self.lost} stale={self.stale} resurrected={self.resurrected} "
-            f"unexpected={self.unexpected} duplicates_absorbed={self.duplicates_absorbed} "
-            f"late_acks_refused={self.late_acks_refused} delivered={self.delivered} seed={seed}"
+            f"unexpected={self.unexpected} stalls={self.stalls} overcounts={self.overcounts} "
+            f"duplicates_absorbed={self.duplicates_absorbed} "
+            f"late_acks_refused={self.late_acks_refused} delivered={self.delivered} "
+            f"liveness_checks={self.liveness_checks} retries_outdated={self.retries_outdated} "
+            f"seed={seed}"
+        )
+
+    def violations(self) -> tuple[int, ...]:
+        return (
+            self.lost,
+            self.stale,
+            self.resurrected,
+            self.unexpected,
+            self.stalls,
+            self.overcounts,
         )
 
 
@@ -238,15 +271,11 @@ class PipelineModel(RuleBasedStateMachine):
     # the consumer
 
     @precondition(lambda self: bool(self.written_best))
-    @rule(n=st.integers(1, 4), mode=st.sampled_from(DELIVER_MODES))
+    @rule(n=BATCH_SIZES, mode=st.sampled_from(DELIVER_MODES))
     def deliver(self, n: int, mode: str) -> None:
         """Claim a batch and do one of the things a worker can do with it."""
         self.ctx.figures.steps += 1
-        got = self.ctx.run(
-            claim(self.ctx.conn, self.consumer, n, schema=self.ctx.schema, clock=self.clock)
-        )
-        messages = got.messages
-        self.ctx.figures.delivered += len(messages)
+        messages = self._claim(n)
         if not messages:
             return
         records = [m.record for m in messages]
@@ -275,6 +304,56 @@ class PipelineModel(RuleBasedStateMachine):
             )
         else:
             self.held.append(messages)
+
+    @precondition(lambda self: bool(self.written_best))
+    @rule(n=BATCH_SIZES, data=st.data())
+    def retry_then_update(self, n: int, data: st.DataObject) -> None:
+        """A batch is nacked, or its worker stalls past the ack deadline; then some of its
+        records change upstream and are synced (and maybe other objects too)."""
+        self.ctx.figures.steps += 1
+        messages = self._claim(n)
+        if not messages:
+            return
+        if data.draw(st.booleans(), label="nack (else expire)"):
+            tokens = [m.ack_token for m in messages]
+            self.ctx.run(
+                nack(self.ctx.conn, self.consumer, tokens, schema=self.ctx.schema, clock=self.clock)
+            )
+        else:
+            self.held.append(messages)  # the worker may still finish late
+            self.clock.advance(ms=ACK_WAIT_MS + 1)
+        claimed = sorted({m.record.upstream_id for m in messages})
+        changed = data.draw(st.lists(st.sampled_from(claimed), unique=True), label="updated")
+        rest = [o for o in OBJECTS if o not in claimed]
+        others = (
+            data.draw(st.lists(st.sampled_from(rest), unique=True), label="others") if rest else []
+        )
+        snaps = [
+            Snap(obj, self._next_version(), {"id": obj, "n": 4}, False)
+            for obj in [*changed, *others]
+        ]
+        for snap in snaps:
+            self._upstream(snap, synced=False)
+        self.ctx.figures.retries_outdated += len(changed)
+        if snaps:
+            self._write(snaps)
+
+    def _claim(self, n: int) -> tuple[Message, ...]:
+        """``next`` with liveness checked: see the module docstring."""
+        conn, schema = self.ctx.conn, self.ctx.schema
+        before = self.ctx.run(info(conn, self.consumer, schema=schema, clock=self.clock))
+        got = self.ctx.run(claim(conn, self.consumer, n, schema=schema, clock=self.clock))
+        self.ctx.figures.liveness_checks += 1
+        self.ctx.figures.delivered += len(got.messages)
+        records = len(self.written_best)
+        for counted in (before, got.info):
+            if counted.num_pending > records:
+                self._fail("overcounts", f"{counted} for {records} records in the stream")
+        if not got.messages and got.info.num_pending:
+            self._fail("stalls", f"next({n}) handed nothing while reporting {got.info}")
+        if not got.messages and before.num_pending and not before.num_ack_pending:
+            self._fail("stalls", f"next({n}) handed nothing; just before, info was {before}")
+        return got.messages
 
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data())
@@ -447,13 +526,12 @@ class PipelineModel(RuleBasedStateMachine):
         self._check_converged()
 
     def _drain(self) -> None:
+        """Deliver in batches of one (the API's default) until ``next`` hands out nothing."""
         for _ in range(100):
-            got = self.ctx.run(
-                claim(self.ctx.conn, self.consumer, 10, schema=self.ctx.schema, clock=self.clock)
-            )
-            if not got.messages:
+            messages = self._claim(1)
+            if not messages:
                 break
-            self.ctx.run(self._apply_and_ack([[m.record for m in got.messages]], got.messages))
+            self.ctx.run(self._apply_and_ack([[m.record for m in messages]], messages))
             self.nothing_regresses()
         else:
             raise AssertionError("the consumer never ran dry")
@@ -495,17 +573,21 @@ def context(schema_dsn: str, schema: str) -> Iterator[Context]:
             runner.run(conn.close())
 
 
-@pytest.mark.timeout(4 * 3600 if LONG else 300)
+@pytest.mark.timeout(4 * 3600 if LONG or EXAMPLES else 300)
 def test_pipeline_matches_the_model(context: Context, seed: int) -> None:
     """Any interleaving of upstream changes, writes, deliveries, crashes and time converges."""
 
     class Pipeline(PipelineModel):
         ctx = context
 
-    run_state_machine_as_test(
-        hypothesis_seed(seed)(Pipeline),
-        settings=settings(stateful_step_count=100 if LONG else 30),
-    )
-    figures = context.figures
-    print("\n" + figures.line(seed))
-    assert (figures.lost, figures.stale, figures.resurrected, figures.unexpected) == (0, 0, 0, 0)
+    try:
+        run_state_machine_as_test(
+            hypothesis_seed(seed)(Pipeline),
+            settings=settings(
+                stateful_step_count=100 if LONG else 30,
+                max_examples=EXAMPLES or settings().max_examples,
+            ),
+        )
+    finally:
+        print("\n" + context.figures.line(seed))
+    assert context.figures.violations() == (0, 0, 0, 0, 0, 0)
