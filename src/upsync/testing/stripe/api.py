@@ -11,11 +11,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .errors import StripeError, invalid_request
+from .errors import StripeError, invalid_request, unrecognized
 from .expand import expand
 from .formdata import Params
 from .index import Entry, Index
 from .listing import paginate, parse_list_query
+from .objects.accounts import account_for, check_account_header
 from .resource import Filter, Resource, Sublist
 from .store import Store
 
@@ -24,12 +25,27 @@ __all__ = ["handle"]
 Predicate = Callable[[Entry], bool]
 
 
-def handle(store: Store, method: str, path: str, data: dict[str, Any]) -> tuple[int, Any]:
-    """Serve one API request; ``path`` starts with ``/v1/``."""
+def handle(
+    store: Store,
+    method: str,
+    path: str,
+    data: dict[str, Any],
+    stripe_account: str | None = None,
+) -> tuple[int, Any]:
+    """Serve one API request; ``path`` starts with ``/v1/``.
+
+    ``stripe_account`` is the ``Stripe-Account`` header: it must name the platform or a
+    connected account (403 otherwise) and selects the account ``GET /v1/account`` answers.
+    """
     params = Params(data)
     with store.lock:
-        resource, rest = _route(store, method, path)
-        body = _dispatch(store, method, resource, rest, params)
+        if stripe_account is not None:
+            check_account_header(store, stripe_account)
+        if path.rstrip("/") == "/v1/account" and method == "GET":
+            body = account_for(store, stripe_account)
+        else:
+            resource, rest = _route(store, method, path)
+            body = _dispatch(store, method, resource, rest, params)
         if method != "DELETE":
             expand(store, body, params.array("expand"))
         return 200, body
@@ -47,7 +63,7 @@ def _route(store: Store, method: str, path: str) -> tuple[Resource, list[str]]:
 
 
 def _unrecognized(method: str, path: str) -> StripeError:
-    return StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+    return unrecognized(method, path)
 
 
 def _dispatch(
@@ -73,6 +89,8 @@ def _dispatch(
         return store.render(store.get(resource.object, rest[0]))
     if kind == ("GET", 2) and rest[1] in resource.sublists:
         return _sublist(store, resource, rest[0], resource.sublists[rest[1]], params)
+    if kind == ("GET", 2) and (resource.object, rest[1]) in _ALWAYS_EMPTY:
+        return _empty_sublist(store, resource, rest[0], rest[1], params)
     raise _unrecognized(method, f"/v1/{resource.path}/{'/'.join(rest)}")
 
 
@@ -146,7 +164,7 @@ def _event_predicates(params: Params) -> list[Predicate]:
         raise invalid_request("You may pass at most 20 types.", param="types")
     patterns = [type_] if type_ is not None else [str(t) for t in types]
     if patterns:
-        out.append(lambda e: any(_type_matches(p, e.obj["type"]) for p in patterns))
+        out.append(lambda e: any(_type_matches(p, e.tag) for p in patterns))
     now = time.monotonic()
     out.append(lambda e: e.visible_at <= now)
     return out
@@ -177,6 +195,30 @@ def _sublist(
         index, query, None, lambda cid, param: _child_key(index, cid, param, sub)
     )
     return _envelope(store, page, has_more, sub.url.format(id=oid))
+
+
+_ALWAYS_EMPTY = frozenset({("customer", "sources"), ("product", "features")})
+"""lists of objects the stand-in never makes: legacy payment sources (cards are payment
+methods here) and product features (entitlements)"""
+
+_SOURCE_OBJECTS = frozenset({"card", "bank_account", "source", "account"})
+
+
+def _empty_sublist(
+    store: Store, resource: Resource, oid: str, name: str, params: Params
+) -> dict[str, Any]:
+    """An empty page of ``/v1/<path>/{id}/<name>``, after Stripe's checks of its parameters."""
+    store.get(resource.object, oid)
+    parse_list_query(params)
+    kind = params.string("object")
+    if name == "sources" and kind is not None and kind not in _SOURCE_OBJECTS:
+        raise invalid_request(f"Invalid object: must be one of {sorted(_SOURCE_OBJECTS)}", "object")
+    return {
+        "object": "list",
+        "data": [],
+        "has_more": False,
+        "url": f"/v1/{resource.path}/{oid}/{name}",
+    }
 
 
 def _child_key(index: Index, cid: str, param: str, sub: Sublist) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from . import admin
 from .api import handle
 from .auth import api_key_from
-from .errors import StripeError
+from .errors import StripeError, unrecognized
 from .faults import Faults, RateLimiter
 from .formdata import decode_pairs
 from .idempotency import IdempotencyCache, Saved
@@ -38,6 +38,7 @@ __all__ = ["StandinApp", "create_app"]
 log = logging.getLogger(__name__)
 
 _ALNUM = string.ascii_letters + string.digits
+_METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS")
 
 
 class StandinApp:
@@ -57,8 +58,9 @@ class StandinApp:
         self.idempotency = IdempotencyCache()
         self.webhooks = WebhookDispatcher(store, retry_delays=webhook_retry_delays)
         routes = [
-            Route("/v1/{path:path}", self.endpoint, methods=["GET", "POST", "DELETE"]),
+            Route("/v1/{path:path}", self.endpoint, methods=list(_METHODS)),
             *admin.routes(self),
+            Route("/{path:path}", self.unknown, methods=list(_METHODS)),
         ]
         self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
 
@@ -88,6 +90,14 @@ class StandinApp:
             status, body = 500, orjson.dumps(bug.body(request_id))
         return Response(body, status, headers=headers, media_type="application/json")
 
+    async def unknown(self, request: Request) -> Response:
+        """Outside ``/v1`` (and the admin surface): Stripe's JSON 404, never a text page."""
+        request_id = "req_" + "".join(secrets.choice(_ALNUM) for _ in range(14))
+        error = unrecognized(request.method, request.url.path)
+        headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+        body = orjson.dumps(error.body(request_id))
+        return Response(body, error.status, headers=headers, media_type="application/json")
+
     async def _serve(
         self, request: Request, request_id: str, idem_key: str | None, headers: dict[str, str]
     ) -> tuple[int, bytes]:
@@ -99,25 +109,34 @@ class StandinApp:
         key = api_key_from(request.headers.get("authorization"), self.api_keys)
         if not self.limiter.take():
             raise self.faults.rate_limited()
+        if request.method not in ("GET", "POST", "DELETE"):
+            raise unrecognized(request.method, request.url.path)
         params = await _params(request)
         path = request.url.path
+        account = request.headers.get("stripe-account")
         if request.method != "POST" or idem_key is None:
-            return self._run(request.method, path, params, RequestInfo(request_id))
+            return self._run(request.method, path, params, RequestInfo(request_id), account)
         scope = (hashlib.sha256(key.encode()).hexdigest(), idem_key)
         fingerprint = IdempotencyCache.fingerprint(request.method, path, params)
         saved = self.idempotency.lookup(scope, fingerprint, self.store.clock.now())
         if saved is not None:
             headers["Idempotent-Replayed"] = "true"
             return saved.status, saved.body
-        status, body = self._run(request.method, path, params, RequestInfo(request_id, idem_key))
+        info = RequestInfo(request_id, idem_key)
+        status, body = self._run(request.method, path, params, info, account)
         self.idempotency.save(scope, Saved(fingerprint, status, body, self.store.clock.now()))
         return status, body
 
     def _run(
-        self, method: str, path: str, params: dict[str, Any], info: RequestInfo
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        info: RequestInfo,
+        account: str | None = None,
     ) -> tuple[int, bytes]:
         with self.store.request(info):
-            status, body = handle(self.store, method, path, params)
+            status, body = handle(self.store, method, path, params, account)
         return status, orjson.dumps(body)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["StripeError", "invalid_request", "no_such"]
+__all__ = ["StripeError", "invalid_request", "no_such", "unrecognized"]
 
 
 class StripeError(Exception):
@@ -55,4 +55,13 @@ def no_such(object_type: str, object_id: str, param: str = "id", status: int = 4
     noun = object_type.replace("_", " ").replace(".", " ")
     return StripeError(
         status, f"No such {noun}: '{object_id}'", code="resource_missing", param=param
+    )
+
+
+def unrecognized(method: str, path: str) -> StripeError:
+    """Stripe's 404 for a path (or method) no endpoint serves, inside ``/v1`` or not."""
+    return StripeError(
+        404,
+        f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or "
+        "we can help at https://support.stripe.com/.",
     )

@@ -196,7 +196,7 @@ def _charges_aftermath(
     store: Store, rng: random.Random, customer: str, plan: _Plan, joined: int, end: int
 ) -> None:
     for entry in list(store.children("charge", "customer", customer).entries):
-        charge_id = entry.obj["id"]
+        charge_id = entry.id
         roll = rng.random()
         if roll < 0.08:
             _later(
@@ -292,13 +292,13 @@ class LiveTraffic:
     def _new_customer(self) -> None:
         store = self.store
         if not self._prices:
-            recurring = [e.obj["id"] for e in store.table("price").entries if e.obj["recurring"]]
+            recurring = [e.id for e in store.table("price").entries if e.obj["recurring"]]
             self._prices = recurring or _catalog(store, self._rng, store.now())
         _customer_story(store, self._rng, self._prices, store.now(), store.now(), _Plan())
 
     def _pick(self, type_: str) -> str | None:
         entries = self.store.table(type_).entries
-        return self._rng.choice(entries).obj["id"] if entries else None
+        return self._rng.choice(entries).id if entries else None
 
     def _update_customer(self) -> None:
         if (customer := self._pick("customer")) is not None:
@@ -315,7 +315,7 @@ class LiveTraffic:
             e for e in self.store.table("subscription").entries if e.obj["status"] != "canceled"
         ]
         if live:
-            self.store.delete("subscription", self._rng.choice(live).obj["id"])
+            self.store.delete("subscription", self._rng.choice(live).id)
 
     def _update_product(self) -> None:
         if (product := self._pick("product")) is not None:

@@ -12,25 +12,61 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .packing import pack, unpack, unpack_json
+
 __all__ = ["Entry", "Index", "Key"]
 
 Key = tuple[int, int]
 """``(created, seq)``: the sort key of an object."""
 
 
-@dataclass
 class Entry:
-    """One stored object: the raw dict (nested lists not rendered) and its sort key."""
+    """One stored object: its type, id, sort key and packed JSON (nested lists not rendered).
 
-    type: str
-    obj: dict[str, Any]
-    key: Key
-    deleted: bool = False
-    visible_at: float = 0.0
-    """monotonic time before which lists do not show it (simulated eventual consistency)"""
+    The object is kept packed (:mod:`.packing`), not as a dict: :attr:`obj` decodes a fresh
+    copy on every read; write a changed object back by assigning it (:meth:`Store.change`
+    does this).
+    """
+
+    __slots__ = ("_packed", "deleted", "id", "key", "tag", "type", "visible_at")
+
+    def __init__(
+        self, type: str, obj: dict[str, Any], key: Key, deleted: bool = False, tag: str = ""
+    ) -> None:
+        self.type = type
+        self.id: str = obj["id"]
+        self.key = key
+        self.deleted = deleted
+        self.tag = tag
+        """a field lists filter on without decoding (an event's ``type``)"""
+        self.visible_at = 0.0
+        """monotonic time before which lists do not show it (simulated eventual consistency)"""
+        self._packed = pack(obj)
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        """A fresh decoded copy of the object (mutating it changes nothing stored)."""
+        return unpack(self._packed)
+
+    @obj.setter
+    def obj(self, value: dict[str, Any]) -> None:
+        self._packed = pack(value)
+
+    @property
+    def raw(self) -> bytes:
+        """The object's JSON."""
+        return unpack_json(self._packed)
+
+    @property
+    def size(self) -> int:
+        """Bytes the object takes packed."""
+        return len(self._packed)
+
+    def __repr__(self) -> str:
+        return f"Entry({self.type!r}, {self.id!r}, {self.key!r}, deleted={self.deleted})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Index:
     """Entries of one type (or of one parent's children), ascending by key."""
 
@@ -42,8 +78,7 @@ class Index:
         return len(self.keys)
 
     def add(self, entry: Entry) -> None:
-        oid = entry.obj["id"]
-        self._key_of[oid] = entry.key
+        self._key_of[entry.id] = entry.key
         if not self.keys or entry.key > self.keys[-1]:
             self.keys.append(entry.key)
             self.entries.append(entry)
@@ -94,5 +129,5 @@ class Index:
         del self.keys[:stop]
         del self.entries[:stop]
         for entry in gone:
-            self._key_of.pop(entry.obj["id"], None)
+            self._key_of.pop(entry.id, None)
         return gone

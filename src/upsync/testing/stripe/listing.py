@@ -98,7 +98,7 @@ def paginate(
 
 
 def _at(index: Index, pos: int, oid: str) -> bool:
-    return pos < len(index.entries) and index.entries[pos].obj["id"] == oid
+    return pos < len(index.entries) and index.entries[pos].id == oid
 
 
 def _scan(index: Index, positions: range, predicate: Predicate | None, want: int) -> list[Entry]:

@@ -1,17 +1,10 @@
-"""Deep copies and ``previous_attributes`` diffs of JSON-like objects."""
+"""``previous_attributes`` diffs of JSON-like objects."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-__all__ = ["previous_attributes", "snapshot"]
-
-
-def snapshot(obj: Any) -> Any:
-    """A deep copy of a JSON-like value (orjson's round trip beats ``copy.deepcopy``)."""
-    return orjson.loads(orjson.dumps(obj))
+__all__ = ["previous_attributes"]
 
 
 def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

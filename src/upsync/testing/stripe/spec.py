@@ -16,7 +16,15 @@ from typing import Any
 
 import orjson
 
-__all__ = ["REFERENCE_ENV", "fixtures", "paths", "schema", "schemas", "spec_version"]
+__all__ = [
+    "REFERENCE_ENV",
+    "fixtures",
+    "paths",
+    "schema",
+    "schemas",
+    "spec_version",
+    "vendored_fixtures",
+]
 
 REFERENCE_ENV = "UPSYNC_STRIPE_REFERENCE"
 
@@ -65,5 +73,11 @@ def fixtures() -> dict[str, Any]:
         full = Path(configured) / "fixtures3.json"
         loaded: dict[str, Any] = orjson.loads(full.read_bytes())["resources"]
         return loaded
+    return vendored_fixtures()
+
+
+@functools.cache
+def vendored_fixtures() -> dict[str, Any]:
+    """Stripe's sample objects as vendored here (whatever ``$UPSYNC_STRIPE_REFERENCE`` says)."""
     vendored: dict[str, Any] = _read("fixtures.json")["resources"]
     return vendored

@@ -23,7 +23,7 @@ from .errors import invalid_request, no_such
 from .ids import IdFactory
 from .index import Entry, Index, Key
 from .resource import Resource
-from .snapshot import previous_attributes, snapshot
+from .snapshot import previous_attributes
 
 __all__ = ["API_VERSION", "EVENT_RETENTION", "RequestInfo", "Store"]
 
@@ -61,6 +61,11 @@ class Store:
         self.lock = threading.RLock()
         self.rng = random.Random(seed)
         self.ids = IdFactory(random.Random(self.rng.random()))
+        # own generator: the account id must not shift the ids of generated data
+        account_rng = random.Random(None if seed is None else f"account/{seed}")
+        self.account_id = IdFactory(account_rng).new("acct")
+        """the platform account behind every API key (``GET /v1/account``)"""
+        self.account_created = self.clock.now()
         self.event_delay = 0.0
         """max seconds a new event stays out of ``/v1/events`` (Stripe's eventual consistency)"""
         self._seq = itertools.count()
@@ -154,7 +159,8 @@ class Store:
         with self.lock:
             if obj["id"] in self._objects:
                 raise invalid_request(f"{type_} already exists: {obj['id']}", param="id")
-            entry = Entry(type_, obj, (int(obj.get("created") or self.now()), next(self._seq)))
+            key = (int(obj.get("created") or self.now()), next(self._seq))
+            entry = Entry(type_, obj, key, tag=obj["type"] if type_ == "event" else "")
             self._objects[obj["id"]] = entry
             self._tables[type_].add(entry)
             for fk in self.resources[type_].parents:
@@ -176,9 +182,11 @@ class Store:
         with self.lock:
             entry = self.get(type_, oid)
             before = self.render(entry)
-            parents = {fk: entry.obj.get(fk) for fk in self.resources[type_].parents}
-            yield entry.obj
-            self._reparent(entry, parents)
+            obj = entry.obj
+            parents = {fk: obj.get(fk) for fk in self.resources[type_].parents}
+            yield obj
+            entry.obj = obj
+            self._reparent(entry, obj, parents)
             after = self.render(entry)
             changed = previous_attributes(before, after)
             if changed and updated:
@@ -186,12 +194,12 @@ class Store:
             for suffix in extra:
                 self._emit_for(type_, suffix, after)
 
-    def _reparent(self, entry: Entry, old: dict[str, Any]) -> None:
+    def _reparent(self, entry: Entry, obj: dict[str, Any], old: dict[str, Any]) -> None:
         for fk, was in old.items():
-            now = entry.obj.get(fk)
+            now = obj.get(fk)
             if now != was:
                 if isinstance(was, str):
-                    self.children(entry.type, fk, was).discard(entry.obj["id"])
+                    self.children(entry.type, fk, was).discard(entry.id)
                 if isinstance(now, str):
                     self.children(entry.type, fk, now).add(entry)
 
@@ -203,8 +211,8 @@ class Store:
             entry.deleted = True
             self._tables[type_].discard(oid)
             for fk in self.resources[type_].parents:
-                if isinstance(entry.obj.get(fk), str):
-                    self.children(type_, fk, entry.obj[fk]).discard(oid)
+                if isinstance(last.get(fk), str):
+                    self.children(type_, fk, last[fk]).discard(oid)
             if event is not None:
                 # the event carries the last full state, so consumers can still read it
                 self._emit_for(type_, event, last)
@@ -214,8 +222,8 @@ class Store:
         """A deep copy of the object as the API shows it (embedded lists filled in)."""
         with self.lock:
             if entry.deleted:
-                return {"id": entry.obj["id"], "object": entry.obj["object"], "deleted": True}
-            obj: dict[str, Any] = snapshot(entry.obj)
+                return {"id": entry.id, "object": entry.type, "deleted": True}
+            obj = entry.obj  # a fresh copy: the caller may change it
             resource = self.resources[entry.type]
             for name, sub in resource.sublists.items():
                 obj[name] = self.embedded_list(sub.child, sub.fk, obj["id"], sub.url)
@@ -283,7 +291,7 @@ class Store:
         with self.lock:
             gone = self._tables["event"].expire_before(self.clock.now() - EVENT_RETENTION)
             for entry in gone:
-                self._objects.pop(entry.obj["id"], None)
+                self._objects.pop(entry.id, None)
             return len(gone)
 
     def retrieve(self, type_: str, oid: str) -> dict[str, Any]:

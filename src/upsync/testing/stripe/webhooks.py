@@ -95,7 +95,7 @@ class WebhookDispatcher:
         if loop is None or loop.is_closed():
             return
         targets = [
-            e.obj["id"]
+            e.id
             for e in self.store.table("webhook_endpoint").entries
             if _wants(e.obj, event["type"])
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..resource import Resource
 from . import (
+    accounts,
     balance,
     catalog,
     checkout,
@@ -31,6 +32,7 @@ REGISTRY: dict[str, Resource] = {
         balance,
         checkout,
         endpoints,
+        accounts,
     )
     for r in module.RESOURCES
 }

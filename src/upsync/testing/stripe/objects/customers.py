@@ -75,7 +75,7 @@ def delete_customer(store: Store, oid: str) -> dict[str, Any]:
 
     for sub in list(store.children("subscription", "customer", oid).entries):
         if sub.obj["status"] not in ("canceled", "incomplete_expired"):
-            cancel_subscription(store, sub.obj["id"])
+            cancel_subscription(store, sub.id)
     return store.remove("customer", oid)
 
 

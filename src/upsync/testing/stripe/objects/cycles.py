@@ -55,7 +55,9 @@ def renew_subscription(store: Store, sub_id: str) -> str | None:
         cancel_subscription(store, sub_id)
         return None
     with store.change("subscription", sub_id):
-        for item in items:
+        # items render inside the subscription: its updated event reports their new periods
+        for entry in store.children("subscription_item", "subscription", sub_id).entries:
+            item = entry.obj
             start = item["current_period_end"]
             price = store.find(item["price"])
             assert price is not None
@@ -63,6 +65,7 @@ def renew_subscription(store: Store, sub_id: str) -> str | None:
                 current_period_start=start,
                 current_period_end=period_end(start, *price_interval(price.obj)),
             )
+            entry.obj = item
     status = _bill(store, sub_id, "subscription_cycle", free=False)
     with store.change("subscription", sub_id) as obj:
         obj["status"] = status
@@ -73,9 +76,7 @@ def renew_due(store: Store, max_periods: int = 24) -> int:
     """Renew every subscription whose period has ended (several periods after a big jump)."""
     renewed = 0
     with store.lock:
-        subs = [
-            e.obj["id"] for e in store.table("subscription").entries if e.obj["status"] in RENEWABLE
-        ]
+        subs = [e.id for e in store.table("subscription").entries if e.obj["status"] in RENEWABLE]
         for sub_id in subs:
             for _ in range(max_periods):
                 if renew_subscription(store, sub_id) is None:

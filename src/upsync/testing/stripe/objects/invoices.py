@@ -212,8 +212,7 @@ def finalize_invoice(store: Store, oid: str, params: Params | None = None) -> No
     inv = store.get("invoice", oid).obj
     if inv["status"] != "draft":
         raise StripeError(400, "This invoice is already finalized.", code="invoice_not_editable")
-    cus = store.get("customer", inv["customer"]).obj
-    with store.change("customer", inv["customer"], updated=False):
+    with store.change("customer", inv["customer"], updated=False) as cus:
         sequence = cus["next_invoice_sequence"]
         cus["next_invoice_sequence"] = sequence + 1
     with store.change("invoice", oid, extra=("finalized",)) as obj:
@@ -236,6 +235,7 @@ def pay_invoice(store: Store, oid: str, params: Params | None = None) -> None:
     inv = store.get("invoice", oid).obj
     if inv["status"] == "draft":
         finalize_invoice(store, oid)
+        inv = store.get("invoice", oid).obj
     if inv["status"] == "paid":
         raise StripeError(400, "Invoice is already paid", code="invoice_already_paid")
     if inv["status"] != "open":
@@ -318,7 +318,7 @@ def invoice(store: Store, params: Params) -> dict[str, Any]:
     if params.string("pending_invoice_items_behavior") == "include":
         for item in list(store.children("invoiceitem", "customer", customer).entries):
             if item.obj["invoice"] is None:
-                _attach_item(store, item.obj["id"], obj["id"])
+                _attach_item(store, item.id, obj["id"])
     return obj
 
 

@@ -163,15 +163,15 @@ def _change_item(store: Store, sub: dict[str, Any], p: Params) -> None:
     if item_id is None:
         _new_item(store, sub["id"], p, start=store.now())
         return
-    entry = store.get("subscription_item", item_id, param=p.name("id"))
+    store.get("subscription_item", item_id, param=p.name("id"))
     if p.boolean("deleted"):
         store.remove("subscription_item", item_id, event=None)
         return
-    with store.change("subscription_item", item_id):
-        apply_updates(entry.obj, p, {"quantity": "int", "metadata": "metadata"})
+    with store.change("subscription_item", item_id) as item:
+        apply_updates(item, p, {"quantity": "int", "metadata": "metadata"})
         price = ref(store, "price", p, "price")
         if price is not None:
-            entry.obj["price"] = price
+            item["price"] = price
 
 
 def cancel_subscription(store: Store, oid: str, params: Params | None = None) -> dict[str, Any]:
