@@ -7,10 +7,12 @@ allowed), invisible in rendered Markdown:
     <!-- example: setup dsn, payload; check readme-quantity -->
     <!-- example: fresh; setup conn, stream -->
 
-- ``skip (reason)``: deliberately not run; the reason is required.
+- ``skip (reason)``: deliberately not run; the reason is required, and nothing else may follow.
 - ``setup a, b``: names the document leaves to the reader (a DSN, a payload …); the harness
   defines them just before the block runs (``tests/docs/world.py`` lists them).
 - ``fresh``: the block is self-contained: it runs on a database and namespace of its own.
+- ``ctrl-c-when-drained CONSUMER``: the block runs a worker until Ctrl-C; the harness sends
+  SIGINT once ``CONSUMER`` has nothing pending or held.
 - ``check NAME``: after the block, the harness asserts what the document claims
   (``CHECKS`` in ``tests/docs/test_examples.py``).
 """
@@ -50,6 +52,8 @@ class Block:
     setup: tuple[str, ...] = ()
     fresh: bool = False
     checks: tuple[str, ...] = field(default=())
+    interrupt: str | None = None
+    """a consumer: send SIGINT once it is drained (the block runs a worker until Ctrl-C)"""
 
     @property
     def where(self) -> str:
@@ -93,13 +97,18 @@ def _with_directive(block: Block, lines: list[str], fence: int) -> Block:
     found = _DIRECTIVE.match(lines[j]) if j >= 0 else None
     if not found:
         return block
-    skip: str | None = None
+    body = found["body"].strip()
+    if body.startswith("skip"):  # the reason is free text, semicolons included
+        if (m := _SKIP.match(body)) is None:
+            raise DirectiveError(f"{block.where}: write the reason: skip (why)")
+        return Block(block.path, block.line, block.lang, block.code, skip=m["reason"].strip())
     setup: tuple[str, ...] = ()
     checks: tuple[str, ...] = ()
     fresh = False
-    for item in (p.strip() for p in found["body"].split(";")):
-        if (m := _SKIP.match(item)) is not None:
-            skip = m["reason"].strip()
+    interrupt = None
+    for item in (p.strip() for p in body.split(";")):
+        if item.startswith("ctrl-c-when-drained "):
+            interrupt = item.split(None, 1)[1].strip()
         elif item.startswith("setup "):
             setup = tuple(n.strip() for n in item[len("setup ") :].split(",") if n.strip())
         elif item == "fresh":
@@ -108,4 +117,6 @@ def _with_directive(block: Block, lines: list[str], fence: int) -> Block:
             checks = (*checks, item[len("check ") :].strip())
         else:
             raise DirectiveError(f"{block.where}: unknown example directive {item!r}")
-    return Block(block.path, block.line, block.lang, block.code, skip, setup, fresh, checks)
+    return Block(
+        block.path, block.line, block.lang, block.code, None, setup, fresh, checks, interrupt
+    )
