@@ -124,3 +124,13 @@ def test_deleted_stubs_match_the_fixture(type_: str, fixtures: dict[str, Any]) -
     stub = store.delete(type_, make[type_]())
     assert stub.keys() == fixtures[f"deleted_{type_}"].keys()
     assert store.render(store.find(stub["id"])) == stub  # type: ignore[arg-type]
+
+
+def test_dispute_balance_transactions_are_full_objects(populated: Store) -> None:
+    """Stripe embeds the balance transactions of a dispute (ids were a stand-in bug)."""
+    disputes = list(populated.live("dispute"))
+    assert disputes, "the generator made no dispute"
+    for dispute in disputes:
+        txns = dispute["balance_transactions"]
+        assert txns and all(t["object"] == "balance_transaction" for t in txns), txns
+        assert txns[0]["source"] == dispute["id"] and txns[0]["amount"] == -dispute["amount"]

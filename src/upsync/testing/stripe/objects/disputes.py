@@ -81,7 +81,8 @@ def open_dispute(store: Store, charge_id: str, reason: str = "fraudulent") -> di
     txn = balance_transaction(
         store, -ch["amount"], ch["currency"], obj["id"], "dispute", "Chargeback withdrawal"
     )
-    obj["balance_transactions"] = [txn]
+    # embedded whole, as Stripe does (never expanded ids)
+    obj["balance_transactions"] = [store.render(store.get("balance_transaction", txn))]
     with store.change("charge", charge_id) as live:
         store.insert("dispute", obj)
         live["disputed"] = True
