@@ -38,12 +38,15 @@ async def drain(conn: AConn, consumer: Consumer, schema: str, **kw: Any) -> list
     return [m.record.upstream_id for m in got.messages]
 
 
-async def test_a_consumer_has_sequins_defaults(db: AConn, schema: str, stream: Stream) -> None:
+async def test_a_consumer_has_the_one_set_of_defaults(
+    db: AConn, schema: str, stream: Stream
+) -> None:
     c = await create_consumer(db, stream_id=stream.id, name="c", schema=schema)
+    # Sequin's, except max_deliver: 10 rather than unlimited, so a poison record dead-letters
     assert (c.deliver_policy, c.ack_wait_ms, c.max_deliver, c.max_ack_pending) == (
         "all",
         30000,
-        -1,
+        10,
         1000,
     )
     assert c.filters.to_dict() == {"provider": "*", "sync_id": "*", "collection_id": "*"}
