@@ -26,9 +26,9 @@ from prometheus_client.registry import Collector
 from psycopg import sql
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from upsync import ops
 from upsync.api.sync_health import LiveSyncs
-from upsync.stream import delivery
-from upsync.stream.consumers import list_consumers
+from upsync.ops.health import sync_state
 
 __all__ = ["LatencyMiddleware", "Metrics"]
 
@@ -43,6 +43,10 @@ class _Snapshot:
     """(stream name, records now, record versions written)"""
     consumers: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     """(consumer name, consumer id, pending, ack pending, dead)"""
+    failing: list[tuple[str, str, int]] = field(default_factory=list)
+    """(consumer name, consumer id, 1 while its deliveries fail) of webhook consumers"""
+    states: list[tuple[str, str, str]] = field(default_factory=list)
+    """(sync name, sync id, state) of every sync"""
 
 
 class _DatabaseCollector(Collector):
@@ -78,7 +82,25 @@ class _DatabaseCollector(Collector):
             gauges["pending"].add_metric([name, cid], pending)
             gauges["ack_pending"].add_metric([name, cid], ack_pending)
             gauges["dead"].add_metric([name, cid], dead)
-        yield from (records, written, *gauges.values())
+        failing = GaugeMetricFamily(
+            "upsync_consumer_failing",
+            "1 while a webhook consumer's deliveries fail (its last_error says why)",
+            labels=["consumer", "consumer_id"],
+        )
+        for name, cid, value in snap.failing:
+            failing.add_metric([name, cid], value)
+        states = GaugeMetricFamily(
+            "upsync_sync_state",
+            "1 for each sync's current state (paused, not started, failing, backfilling, live)",
+            labels=["sync", "sync_id", "state"],
+        )
+        for name, sid, state in snap.states:
+            for candidate in _SYNC_STATES:
+                states.add_metric([name, sid, candidate], 1 if candidate == state else 0)
+        yield from (records, written, *gauges.values(), failing, states)
+
+
+_SYNC_STATES = ("paused", "not started", "failing", "backfilling", "live")
 
 
 class _SyncCollector(Collector):
@@ -193,13 +215,28 @@ class Metrics:
         names = {t: sql.Identifier(schema, t) for t in ("records", "events", "streams")}
         cur = await conn.execute(sql.SQL(_STREAM_COUNTS).format(**names))
         streams = [(str(n), int(a), int(b)) for n, a, b in await cur.fetchall()]
-        consumers = []
-        for consumer in await list_consumers(conn, schema=schema):
-            info = await delivery.info(conn, consumer, schema=schema)
-            consumers.append(
-                (consumer.name, consumer.id, info.num_pending, info.num_ack_pending, info.num_dead)
+        views = await ops.consumers.list_consumers(conn, schema=schema)
+        consumers = [
+            (
+                v.consumer.name,
+                v.consumer.id,
+                v.info.num_pending,
+                v.info.num_ack_pending,
+                v.info.num_dead,
             )
-        self._db.snapshot = _Snapshot(streams, consumers)
+            for v in views
+        ]
+        failing = [
+            (v.consumer.name, v.consumer.id, int(v.state == "failing"))
+            for v in views
+            if v.webhook is not None
+        ]
+        live = self._syncs.syncs
+        states = [
+            (s.name, s.id, sync_state(s, None if live is None else live.health(s.id)).state)
+            for s in await ops.syncs.list_syncs(conn, schema=schema)
+        ]
+        self._db.snapshot = _Snapshot(streams, consumers, failing, states)
 
     def render(self) -> bytes:
         """The exposition text of every series."""
