@@ -9,7 +9,7 @@
         route_for(Subscription, "stripe:subscription", columns={
             "stripe_customer_id": "data.customer",
             "plan_id": "data.items.data[0].price.id",
-            "quantity": "data.quantity",
+            "quantity": "data.items.data[0].quantity",
             "internal_id": "sync.external_id",
         }),
     ])
