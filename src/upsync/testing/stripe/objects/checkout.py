@@ -8,7 +8,7 @@ from ..errors import StripeError, invalid_request
 from ..formdata import Params
 from ..resource import Filter, Resource
 from ..store import Store
-from .common import base, ref
+from .common import base, ref, strip_fields
 
 
 def checkout_session(store: Store, params: Params) -> dict[str, Any]:
@@ -16,13 +16,15 @@ def checkout_session(store: Store, params: Params) -> dict[str, Any]:
     if mode not in ("payment", "setup", "subscription"):
         raise invalid_request(f"Invalid mode: {mode}", param="mode")
     total = 0
+    lines = []
     for item in params.items("line_items"):
         price = ref(store, "price", item, "price", required=True)
-        total += (store.get("price", str(price)).obj["unit_amount"] or 0) * (
-            item.integer("quantity", 1) or 1
-        )
+        quantity = item.integer("quantity", 1) or 1
+        total += (store.get("price", str(price)).obj["unit_amount"] or 0) * quantity
+        lines.append({"price": price, "quantity": quantity})
     obj = base(store, "checkout.session", params)
     obj.update(_defaults(store, obj, mode, total))
+    obj["_line_items"] = lines  # shown only through expand[]=line_items
     obj["customer"] = ref(store, "customer", params, "customer")
     obj["customer_email"] = params.string("customer_email")
     obj["success_url"] = params.string("success_url")
@@ -113,6 +115,7 @@ RESOURCES = (
         create=checkout_session,
         updatable={"metadata": "metadata"},
         actions={"expire": expire_session},
+        render=strip_fields("_line_items"),
         filters=(
             Filter("customer", "customer"),
             Filter("payment_intent", "payment_intent"),
