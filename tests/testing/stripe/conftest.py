@@ -7,10 +7,23 @@ from collections.abc import Iterator
 import pytest
 import stripe
 
-from upsync.testing.stripe import RunningStandin, Store, run_standin
+from upsync.testing.stripe import RunningStandin, Store, generate, run_standin
 
 # the SDK must never phone home: the stand-in is the only host it talks to
 stripe.enable_telemetry = False
+
+
+def populate_every_type(store: Store) -> None:
+    """Generated data plus one object of each type the generator does not make."""
+    generate(store, customers=60, seed=7)
+    product = next(store.live("product"))["id"]
+    store.create(
+        "plan", {"amount": "100", "currency": "usd", "interval": "month", "product": product}
+    )
+    store.create("webhook_endpoint", {"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]})
+    store.create("account", {"type": "express"})
+    price = next(store.live("price"))["id"]
+    store.create("checkout.session", {"line_items": [{"price": price, "quantity": "2"}]})
 
 
 @pytest.fixture

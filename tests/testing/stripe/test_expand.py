@@ -9,27 +9,17 @@ import httpx
 import pytest
 import stripe
 
-from upsync.testing.stripe import RunningStandin, Store, StripeError, generate, run_standin, spec
+from upsync.testing.stripe import RunningStandin, Store, StripeError, run_standin, spec
 from upsync.testing.stripe.expand import MAX_DEPTH, expand, expandable_fields
 from upsync.testing.stripe.objects import REGISTRY
 
-
-def _populate(store: Store) -> None:
-    generate(store, customers=60, seed=7)
-    product = next(store.live("product"))["id"]
-    store.create(
-        "plan", {"amount": "100", "currency": "usd", "interval": "month", "product": product}
-    )
-    store.create("webhook_endpoint", {"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]})
-    store.create("account", {"type": "express"})
-    price = next(store.live("price"))["id"]
-    store.create("checkout.session", {"line_items": [{"price": price, "quantity": "2"}]})
+from .conftest import populate_every_type
 
 
 @pytest.fixture(scope="module")
 def populated() -> Store:
     store = Store(seed=7)
-    _populate(store)
+    populate_every_type(store)
     return store
 
 
@@ -66,7 +56,7 @@ def test_fields_the_spec_does_not_mark_expandable_are_refused(type_: str, popula
 @pytest.fixture(scope="module")
 def served() -> Iterator[RunningStandin]:
     store = Store(seed=7)
-    _populate(store)
+    populate_every_type(store)
     with run_standin(store, rate_limit=None) as standin:
         yield standin
 
