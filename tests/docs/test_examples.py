@@ -44,7 +44,7 @@ CURL_FAILS_ON_HTTP_ERRORS = 'curl() { command curl --fail-with-body "$@"; }\n'
 def standin() -> Iterator[RunningStandin]:
     """A Stripe account with a few customers and subscriptions, shared by the documents."""
     with run_standin(seed=1, rate_limit=None) as running:
-        generate(running.store, customers=8, seed=1)
+        generate(running.store, customers=30, seed=1)
         yield running
 
 
