@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import secrets
 import string
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from . import admin
 from .api import handle
 from .auth import api_key_from
-from .errors import StripeError, unrecognized
+from .errors import StripeError, invalid_request, unrecognized
 from .faults import Faults, RateLimiter
 from .formdata import decode_pairs
 from .idempotency import IdempotencyCache, Saved
@@ -38,6 +39,7 @@ __all__ = ["StandinApp", "create_app"]
 log = logging.getLogger(__name__)
 
 _ALNUM = string.ascii_letters + string.digits
+_VERSION = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(\.[a-z]+)?")
 _METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS")
 
 
@@ -76,10 +78,13 @@ class StandinApp:
         # not from the store's seeded ids: request counts must not shift generated ids
         request_id = "req_" + "".join(secrets.choice(_ALNUM) for _ in range(14))
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+        version = request.headers.get("stripe-version")
         idem_key = request.headers.get("idempotency-key")
         if idem_key is not None and request.method == "POST":
             headers["Idempotency-Key"] = idem_key
         try:
+            if version is not None:
+                headers["Stripe-Version"] = self._pin(version)
             status, body = await self._serve(request, request_id, idem_key, headers)
         except StripeError as error:
             status, body = error.status, orjson.dumps(error.body(request_id))
@@ -89,6 +94,18 @@ class StandinApp:
             bug = StripeError(500, "An unknown error occurred", type="api_error")
             status, body = 500, orjson.dumps(bug.body(request_id))
         return Response(body, status, headers=headers, media_type="application/json")
+
+    def _pin(self, version: str) -> str:
+        """Record a request's pinned version; it is answered as given (shapes stay the same).
+
+        Raises:
+            StripeError: not a version Stripe could name (``YYYY-MM-DD`` with a release name).
+        """
+        if _VERSION.fullmatch(version) is None:
+            raise invalid_request(f"Invalid Stripe API version: {version}")
+        with self.store.lock:
+            self.store.pinned_versions[version] += 1
+        return version
 
     async def unknown(self, request: Request) -> Response:
         """Outside ``/v1`` (and the admin surface): Stripe's JSON 404, never a text page."""

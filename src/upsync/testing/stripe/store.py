@@ -13,6 +13,7 @@ import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ class Store:
         self.account_id = IdFactory(account_rng).new("acct")
         """the platform account behind every API key (``GET /v1/account``)"""
         self.account_created = self.clock.now()
+        self.pinned_versions: Counter[str] = Counter()
+        """API versions requests pinned with ``Stripe-Version``, and how often"""
         self.event_delay = 0.0
         """max seconds a new event stays out of ``/v1/events`` (Stripe's eventual consistency)"""
         self._seq = itertools.count()

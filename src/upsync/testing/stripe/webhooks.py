@@ -100,6 +100,9 @@ class WebhookDispatcher:
             if _wants(e.obj, event["type"])
         ]
         event["pending_webhooks"] = len(targets)
+        stored = self.store.find(event["id"])
+        if stored is not None:
+            stored.obj = event  # stored packed: write the count back
         for endpoint_id in targets:
             loop.call_soon_threadsafe(self._spawn, event["id"], endpoint_id)
 
@@ -117,9 +120,11 @@ class WebhookDispatcher:
                 return
             url, payload, secret = target
             status = await self._post(url, payload, secret)
+            delivered = status is not None and 200 <= status < 300
+            if delivered:
+                self._delivered(event_id)  # before it is recorded: waiters see the count
             self._record(Delivery(event_id, endpoint_id, attempt, status))
-            if status is not None and 200 <= status < 300:
-                self._delivered(event_id)
+            if delivered:
                 return
         log.info("webhook %s to %s failed after %d attempts", event_id, endpoint_id, attempt)
 
@@ -146,8 +151,12 @@ class WebhookDispatcher:
                 return None
             if endpoint.obj["status"] != "enabled":
                 return None
-            payload = orjson.dumps(event.obj, option=orjson.OPT_INDENT_2)
-            return endpoint.obj["url"], payload, signing_secrets(self.store, endpoint_id)
+            hook = endpoint.obj
+            body = event.obj
+            # events reach an endpoint in the version it pins (shapes are the stand-in's own)
+            body["api_version"] = hook.get("api_version") or body["api_version"]
+            payload = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+            return hook["url"], payload, signing_secrets(self.store, endpoint_id)
 
     async def _post(self, url: str, payload: bytes, secrets: list[str]) -> int | None:
         assert self._client is not None
@@ -166,7 +175,9 @@ class WebhookDispatcher:
         with self.store.lock:
             event = self.store.find(event_id)
             if event is not None:
-                event.obj["pending_webhooks"] = max(0, event.obj["pending_webhooks"] - 1)
+                obj = event.obj
+                obj["pending_webhooks"] = max(0, obj["pending_webhooks"] - 1)
+                event.obj = obj
 
 
 def _wants(endpoint: dict[str, Any], event_type: str) -> bool:
