@@ -21,9 +21,12 @@ Then the Consume API's round trip over loopback: ``upsync.api.create_app`` serve
 127.0.0.1, an ``upsync.Client``, ``next`` + ``ack`` of 1 and of 100 messages, with the 100k
 records pending on an HTTP consumer: p50 and p99 in milliseconds.
 
-Usage: python bench/consume.py [--records N] [--batch B] [--dsn DSN] [--profile]
-(DSN default: UPSYNC_BENCH_DSN, else UPSYNC_TEST_DSN, else an embedded Postgres). Everything
-lives in a fresh schema that is dropped at the end. The last line is machine-readable.
+Each of ``--rounds`` rounds does all of this in fresh schemas (dropped at its end) and prints
+its figures; each ratio is taken against that round's own COPY, and the last line, machine-readable,
+holds the medians over the rounds (``bench/harness.py``).
+
+Usage: python bench/consume.py [--records N] [--batch B] [--rounds R] [--dsn DSN] [--profile]
+(DSN default: $UPSYNC_BENCH_DSN, else a fresh embedded Postgres).
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import random
 import socket
 import statistics
 import threading
@@ -50,6 +51,8 @@ from psycopg.types.json import set_json_loads
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
 
+from harness import Rounds, run_bench, server_info
+from streams import customers, new_stream, new_sync
 from upsync.api import create_app, create_token
 from upsync.client import Client
 from upsync.engine import consumers as managed
@@ -57,18 +60,8 @@ from upsync.engine.consumers import TableTarget, deliver_to_tables
 from upsync.engine.fastpath import FastPath, compile_target
 from upsync.records import record_id
 from upsync.sinks import TableSink
-from upsync.stream import (
-    Consumer,
-    Sync,
-    UpstreamObject,
-    create_consumer,
-    create_stream,
-    create_sync,
-    migrate,
-    write,
-)
+from upsync.stream import Consumer, Sync, UpstreamObject, create_consumer, write
 from upsync.stream.maintenance import refresh_statistics
-from upsync.testing.records import stripe_customer
 
 T = TypeVar("T")
 
@@ -132,20 +125,11 @@ class Bench:
         return TableTarget(schema=f"{self.schema}_dest")
 
     async def prepare(self, conn: psycopg.AsyncConnection[Any]) -> tuple[Sync, Consumer]:
-        await migrate(conn, schema=self.schema)
-        stream = await create_stream(conn, "bench", schema=self.schema)
-        sync = await create_sync(
-            conn,
-            stream_id=stream.id,
-            provider="stripe",
-            name="bench",
-            collection_ids=["stripe:customer"],
-            external_id="org_bench",
-            schema=self.schema,
-        )
+        stream = await new_stream(conn, self.schema)
+        sync = await new_sync(conn, self.schema, stream, "bench", external_id="org_bench")
         consumer = await create_consumer(
             conn,
-            stream_id=stream.id,
+            stream_id=stream,
             name="tables",
             kind="table",
             max_ack_pending=max(1000, self.batch),
@@ -159,13 +143,7 @@ class Bench:
 
     async def run_consume(self) -> None:
         """Write, deliver and COPY batch by batch."""
-        rnd = random.Random(42)
-        objects = [
-            UpstreamObject(f"cus_{i:014d}", stripe_customer(i, rnd), 1_700_000_000_000 + i)
-            for i in range(self.records)
-        ]
-        size = sum(len(orjson.dumps(o.data)) for o in objects[:1000]) / min(1000, len(objects))
-        print(f"records: {self.records}, ~{size:.0f} bytes of JSON each, batches of {self.batch}")
+        objects = customers(self.records)
         async with (
             AsyncConnectionPool(
                 self.dsn, min_size=2, max_size=4, open=False, configure=self._configure
@@ -309,33 +287,30 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _default_dsn() -> str | None:
-    return os.environ.get("UPSYNC_BENCH_DSN") or os.environ.get("UPSYNC_TEST_DSN")
-
-
-def _report(bench: Bench) -> None:
+def _report(bench: Bench) -> dict[str, float]:
+    """Print one round's figures; its ratios and latencies."""
     t = bench.timings
     n = bench.records
-    print(f"stream write:             {t.write_s:6.2f} s ({n / t.write_s:,.0f} records/s)")
-    print(f"table consumer (deliver): {t.consume_s:6.2f} s ({n / t.consume_s:,.0f} records/s)")
-    steps = ", ".join(f"{k} {v:.2f} s" for k, v in t.steps.items())
-    print(f"  of which: {steps}; {t.analysed} ANALYZE runs of the stream's tables")
-    print(f"raw COPY (ceiling):       {t.copy_s:6.2f} s ({n / t.copy_s:,.0f} rows/s)")
+    print(f"  stream write:             {t.write_s:6.2f} s ({n / t.write_s:,.0f} records/s)")
+    print(f"  table consumer (deliver): {t.consume_s:6.2f} s ({n / t.consume_s:,.0f} records/s)")
+    steps = "".join(f"{k} {v:.2f} s, " for k, v in t.steps.items())  # none on the SQL path
+    print(f"    of which: {steps}{t.analysed} ANALYZE runs of the stream's tables")
+    print(f"  raw COPY (ceiling):       {t.copy_s:6.2f} s ({n / t.copy_s:,.0f} rows/s)")
     for size, times in t.round_trips.items():
         print(
-            f"next+ack batch_size={size}: p50 {statistics.median(times):.2f} ms, "
+            f"  next+ack batch_size={size}: p50 {statistics.median(times):.2f} ms, "
             f"p99 {_pct(times, 0.99):.2f} ms over {len(times)} round trips"
         )
     one, hundred = t.round_trips[1], t.round_trips[100]
-    print(
-        f"write_vs_copy={t.copy_s / t.write_s:.2f} "
-        f"consume_vs_copy={t.copy_s / t.consume_s:.2f} "
-        f"e2e_vs_copy={t.copy_s / (t.write_s + t.consume_s):.2f} "
-        f"next_ack_p50_ms={statistics.median(one):.1f} next_ack_p99_ms={_pct(one, 0.99):.1f} "
-        f"next_ack100_p50_ms={statistics.median(hundred):.1f} "
-        f"next_ack100_p99_ms={_pct(hundred, 0.99):.1f} records={n} batch={bench.batch} "
-        f"path={bench.path}"
-    )
+    return {
+        "write_vs_copy": t.copy_s / t.write_s,
+        "consume_vs_copy": t.copy_s / t.consume_s,
+        "e2e_vs_copy": t.copy_s / (t.write_s + t.consume_s),
+        "next_ack_p50_ms": statistics.median(one),
+        "next_ack_p99_ms": _pct(one, 0.99),
+        "next_ack100_p50_ms": statistics.median(hundred),
+        "next_ack100_p99_ms": _pct(hundred, 0.99),
+    }
 
 
 def _drop(dsn: str, *schemas: str) -> None:
@@ -344,29 +319,8 @@ def _drop(dsn: str, *schemas: str) -> None:
             admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=5_000)
-    parser.add_argument("--dsn", default=_default_dsn())
-    parser.add_argument("--samples", type=int, default=500, help="round trips of 1 message")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument the consume phase")
-    parser.add_argument(
-        "--orjson", action="store_true", help="decode jsonb with orjson on the consumer's pool"
-    )
-    parser.add_argument(
-        "--path",
-        choices=["sql", "python"],
-        default="sql",
-        help="the table consumer's path: SQL only (the engine's, tables in the same database) "
-        "or through Python (tables elsewhere, or routes with callables)",
-    )
-    args = parser.parse_args()
-    dsn = args.dsn
-    if dsn is None:
-        from upsync.embedded import start_embedded
-
-        dsn = start_embedded().dsn
+def one_round(dsn: str, args: argparse.Namespace) -> dict[str, float]:
+    """Write, deliver and COPY, then the HTTP round trips, in fresh schemas; the figures."""
     bench = Bench(
         dsn,
         f"bench_{uuid.uuid4().hex[:8]}",
@@ -384,7 +338,40 @@ def main() -> None:
         bench.run_round_trips(samples)
     finally:
         _drop(dsn, bench.schema, bench.target.schema)
-    _report(bench)
+    return _report(bench)
+
+
+def run(dsn: str, args: argparse.Namespace) -> None:
+    size = sum(len(orjson.dumps(o.data)) for o in customers(1000))
+    with psycopg.connect(dsn) as conn:
+        where = server_info(conn)
+    print(
+        f"records={args.records} ~{size // 1000} bytes of JSON each, batches of {args.batch}, "
+        f"path={args.path}, {where}, rounds={args.rounds}"
+    )
+    rounds = Rounds()
+    for _ in range(args.rounds):
+        rounds.add(one_round(dsn, args))
+    rounds.report({"records": args.records, "batch": args.batch, "path": args.path})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--samples", type=int, default=300, help="round trips of 1 message")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument the consume phase")
+    parser.add_argument(
+        "--orjson", action="store_true", help="decode jsonb with orjson on the consumer's pool"
+    )
+    parser.add_argument(
+        "--path",
+        choices=["sql", "python"],
+        default="sql",
+        help="the table consumer's path: SQL only (the engine's, tables in the same database) "
+        "or through Python (tables elsewhere, or routes with callables)",
+    )
+    run_bench(parser, run)
 
 
 if __name__ == "__main__":

@@ -1,44 +1,49 @@
-"""How fast TableSink writes, as ratios to raw COPY on the same table shape, in one run.
+"""How fast TableSink writes, as ratios to hand-written SQL on the same table shape.
 
 Phases, each on Stripe-like records with ~1 KB of ``data`` (jsonb, lz4 where available), in
 batches of ``--batch`` records, one transaction per batch:
 
-* ``copy``      raw ``COPY`` into an empty identical table: the ceiling (rows built from the
-                records by a hand-written tuple, JSON by orjson, as cheap as a loader gets);
-* ``insert``    the sink on all-new rows;
-* ``update``    the sink on the same ids, one version newer;
-* ``stale``     half stale replays (older versions), half newer versions;
-* ``rowbyrow``  the naive ORM loop: one guarded ``INSERT … ON CONFLICT`` and one commit per
-                record (a sample of ``--rowbyrow`` records, scaled to rows/s).
+* ``copy``        raw ``COPY`` into an empty identical table: the insert ceiling (rows built from
+                  the records by a hand-written tuple, JSON by orjson, as cheap as a loader gets);
+* ``insert``      the sink on the same rows, all new;
+* ``raw update``  the same ids one version newer, applied to the COPY's table by the fastest
+                  hand-written SQL found (``--raw-update``; no version guard): the update bar;
+* ``update``      the sink on that same update batch (guarded upsert);
+* ``stale``       half stale replays (older versions), half newer versions;
+* ``rowbyrow``    the naive ORM loop: one guarded ``INSERT … ON CONFLICT`` and one commit per
+                  record (a sample of ``--rowbyrow`` records, scaled to rows/s).
 
-The phases run ``--rounds`` times on fresh tables; each ratio is the median over the rounds of
-(phase rate / that round's COPY rate), so a noisy neighbour skews one round, not the result.
-Client memory is sampled (RSS) after every batch; it should not grow with the batch count.
+``copy`` and ``insert`` alternate batch by batch, as do ``raw update`` and ``update`` (the one
+that goes first alternates too), so each pair sees the same load on a shared machine. Every
+round starts on fresh tables and its ratios are taken against its own baselines; the last line
+holds their medians (``bench/harness.py``). Client memory is sampled after every sink batch.
+
 Usage: python bench/sink.py [--rows N] [--batch B] [--rounds R] [--dsn DSN]
-(DSN default: UPSYNC_BENCH_DSN, else UPSYNC_TEST_DSN, else an embedded Postgres).
+(DSN default: $UPSYNC_BENCH_DSN, else a fresh embedded Postgres).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import random
 import resource
 import statistics
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import sql
 
+from harness import Rounds, Stopwatch, run_bench, server_info
 from upsync.records import Record, SyncRef, record_id
 from upsync.sinks import Route, TableSink, create_table_sql, supports_lz4
 from upsync.sinks import sql as q
+
+Conn = psycopg.Connection[Any]
 
 COLUMN_TYPES = {
     "stripe_customer_id": "text",
@@ -162,35 +167,168 @@ def batches(items: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
         yield items[start : start + size]
 
 
-def timed(label: str, rows: int, fn: Callable[[], object]) -> float:
-    start, cpu = time.perf_counter(), time.process_time()
-    fn()
-    wall = time.perf_counter() - start
-    client_us = (time.process_time() - cpu) / rows * 1e6
-    print(f"{label:<34}{rows / wall:>10,.0f} rows/s   client CPU {client_us:5.1f} us/row")
-    return rows / wall
+# -- the hand-written baselines -------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--batch", type=int, default=5_000)
-    parser.add_argument("--rowbyrow", type=int, default=2_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--dsn", default=None)
-    args = parser.parse_args()
-    dsn = args.dsn or os.environ.get("UPSYNC_BENCH_DSN") or os.environ.get("UPSYNC_TEST_DSN")
-    server = None
-    if not dsn:
-        from upsync.embedded import start_embedded
+def raw_copy(conn: Conn, schema: str, part: Sequence[Record]) -> None:
+    with conn.transaction(), conn.cursor().copy(_copy_into((schema, "copy_target"))) as cp:
+        for r in part:
+            cp.write_row(copy_row(r))
 
-        server = start_embedded(Path(tempfile.mkdtemp()) / "pgdata")
-        dsn = server.dsn
-    try:
-        run(dsn, args)
-    finally:
-        if server is not None:
-            server.stop()
+
+def _copy_into(target: Sequence[str]) -> sql.Composed:
+    return q.copy_text_statement(target, COPY_COLUMNS)
+
+
+def _stage(conn: Conn, schema: str, part: Sequence[Record]) -> None:
+    """COPY ``part`` into the session's temporary ``raw_stage`` (emptied at commit)."""
+    conn.execute(q.staging_statement("raw_stage", (schema, "copy_target"), COPY_COLUMNS))
+    with conn.cursor().copy(_copy_into(("raw_stage",))) as cp:
+        for r in part:
+            cp.write_row(copy_row(r))
+
+
+def _sets(source: str) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.SQL("{0} = {1}.{0}").format(sql.Identifier(c), sql.Identifier(source))
+        for c in COPY_COLUMNS[1:]
+    )
+
+
+def update_from_stage(
+    conn: Conn, schema: str, part: Sequence[Record], *, index_join: bool = False
+) -> None:
+    """COPY into a temporary table, then one ``UPDATE … FROM`` it.
+
+    ``index_join``: forbid hash and merge joins, so the update finds each row by its key instead
+    of scanning the whole table (the planner has no statistics on the fresh temporary table).
+    """
+    with conn.transaction():
+        if index_join:
+            conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        _stage(conn, schema, part)
+        conn.execute(
+            sql.SQL("UPDATE {} AS t SET {} FROM pg_temp.raw_stage AS s WHERE t.id = s.id").format(
+                sql.Identifier(schema, "copy_target"), _sets("s")
+            )
+        )
+
+
+def upsert_from_stage(conn: Conn, schema: str, part: Sequence[Record]) -> None:
+    """COPY into a temporary table, then ``INSERT … SELECT … ON CONFLICT DO UPDATE`` (no guard)."""
+    with conn.transaction():
+        _stage(conn, schema, part)
+        cols = sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {} AS t ({cols}) SELECT {cols} FROM pg_temp.raw_stage "
+                "ON CONFLICT (id) DO UPDATE SET {}"
+            ).format(sql.Identifier(schema, "copy_target"), _sets("excluded"), cols=cols)
+        )
+
+
+RAW_UPDATES: dict[str, Callable[[Conn, str, Sequence[Record]], None]] = {
+    "upsert-from-stage": upsert_from_stage,
+    "update-from-stage": update_from_stage,
+    "update-from-stage-nestloop": functools.partial(update_from_stage, index_join=True),
+}
+"""The hand-written updates tried (docs/performance.md has their figures); the first is the
+fastest and the default. A fourth, one ``UPDATE … FROM unnest(%s::text[], …)`` with every column
+bound as a text array, ran at a quarter of these and was dropped."""
+
+
+def row_by_row(conn: Conn, schema: str, records: Sequence[Record]) -> None:
+    target = route("rowbyrow_target", schema)
+    stmt = q.upsert_statement(target, COPY_COLUMNS, returning=False).as_string(conn)
+    for r in records:
+        with conn.transaction():
+            conn.execute(stmt, copy_row(r))
+
+
+# -- the run --------------------------------------------------------------------------------
+
+Step = tuple[str, Callable[[Sequence[Record]], object]]
+
+
+def interleaved(watch: Stopwatch, records: Sequence[Record], size: int, steps: list[Step]) -> None:
+    """Each batch through every step in turn, the first step alternating between batches."""
+    for i, part in enumerate(batches(records, size)):
+        for label, fn in steps if i % 2 == 0 else steps[::-1]:
+            with watch.time(label):
+                fn(part)
+
+
+def one_round(
+    conn: Conn,
+    schema: str,
+    args: argparse.Namespace,
+    data: tuple[list[Record], list[Record], list[Record]],
+    rss: list[float],
+) -> tuple[dict[str, float], float]:
+    """One round on fresh tables: its ratios and its COPY rate."""
+    v1, v2, mixed = data
+    n, size = len(v1), args.batch
+    sink = TableSink([route("sink_target", schema)])
+    raw_update = RAW_UPDATES[args.raw_update]
+
+    def sink_apply(expect: str) -> Callable[[Sequence[Record]], object]:
+        def go(part: Sequence[Record]) -> None:
+            result = sink.apply(conn, part)
+            assert getattr(result, expect) > 0, result
+            rss.append(rss_mb())
+
+        return go
+
+    watch = Stopwatch()
+    interleaved(
+        watch,
+        v1,
+        size,
+        [
+            ("raw COPY (insert ceiling)", lambda p: raw_copy(conn, schema, p)),
+            ("sink: all new rows", sink_apply("inserted")),
+        ],
+    )
+    interleaved(
+        watch,
+        v2,
+        size,
+        [
+            (f"raw update ({args.raw_update})", lambda p: raw_update(conn, schema, p)),
+            ("sink: all updates", sink_apply("updated")),
+        ],
+    )
+    interleaved(watch, mixed, size, [("sink: half stale, half newer", sink_apply("stale"))])
+    sample = v1[: args.rowbyrow]
+    with watch.time("row by row, commit each"):
+        row_by_row(conn, schema, sample)
+    for label in watch.wall:
+        print(watch.line(label, len(sample) if label.startswith("row by") else n))
+    check(conn, schema, n)
+    rate = {label.split(" (")[0]: watch.rate(label, n) for label in watch.wall}
+    rate["row by row, commit each"] = watch.rate("row by row, commit each", len(sample))
+    copy, insert = rate["raw COPY"], rate["sink: all new rows"]
+    update = rate["sink: all updates"]
+    return {
+        "sink_vs_copy_insert": insert / copy,
+        "sink_vs_raw_update": update / rate["raw update"],
+        "sink_vs_rowbyrow": insert / rate["row by row, commit each"],
+        "sink_vs_copy_update": update / copy,
+        "stale_vs_copy": rate["sink: half stale, half newer"] / copy,
+        "raw_update_vs_copy": rate["raw update"] / copy,
+    }, copy
+
+
+def check(conn: Conn, schema: str, n: int) -> None:
+    """Both tables hold what their phases wrote (the raw update updated every row)."""
+    count = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE updated_idx = 3), "
+        "count(*) FILTER (WHERE updated_idx = 2) FROM {}"
+    )
+    row = conn.execute(count.format(sql.Identifier(schema, "sink_target"))).fetchone()
+    assert row == (n, (n + 1) // 2, n // 2), row
+    row = conn.execute(count.format(sql.Identifier(schema, "copy_target"))).fetchone()
+    assert row == (n, 0, n), row
 
 
 def run(dsn: str, args: argparse.Namespace) -> None:
@@ -200,26 +338,22 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     v2 = [subscription(i, 2, rnd) for i in range(n)]
     # half stale (version 1 < the table's 2), half newer (version 3), interleaved by key
     mixed = [v1[i] if i % 2 else subscription(i, 3, rnd) for i in range(n)]
-    # the three pre-built data sets are millions of objects that a real consumer would not hold
-    # at once; keep the cyclic GC from rescanning them during every measured phase
+    # the pre-built data sets are millions of objects that a real consumer would not hold at
+    # once; keep the cyclic GC from rescanning them during every measured phase
     gc.collect()
     gc.freeze()
     size = len(orjson.dumps(v1[0].data))
     name = f"upsync_bench_{os.getpid()}"
     schema = sql.Identifier(name)
-    ratios: dict[str, list[float]] = {"insert": [], "update": [], "stale": []}
-    rowbyrow = copy_best = 0.0
-    rss: list[float] = []
+    rounds, copy_rates, rss = Rounds(), list[float](), list[float]()
     with psycopg.connect(dsn, autocommit=True) as conn:
         lz4 = supports_lz4(conn)
         print(
-            f"rows={n} batch={args.batch} data_bytes~{size} lz4={lz4} "
-            f"server={conn.info.server_version} rounds={args.rounds} "
-            f"(ratios: median over rounds of each phase vs that round's COPY)"
+            f"rows={n} batch={args.batch} data_bytes~{size} lz4={lz4} {server_info(conn)} "
+            f"rounds={args.rounds} raw_update={args.raw_update}"
         )
         try:
-            for round_ in range(args.rounds):
-                print(f"-- round {round_ + 1}")
+            for _ in range(args.rounds):
                 conn.execute(
                     sql.SQL("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}").format(schema)
                 )
@@ -227,90 +361,35 @@ def run(dsn: str, args: argparse.Namespace) -> None:
                     conn.execute(
                         create_table_sql(route(table, name), column_types=COLUMN_TYPES, lz4=lz4)
                     )
-                rates = phases(conn, name, args, (v1, v2, mixed), rss, rowbyrow=round_ == 0)
-                for k, values in ratios.items():
-                    values.append(rates[k] / rates["copy"])
-                copy_best = max(copy_best, rates["copy"])
-                if "rowbyrow" in rates:
-                    rowbyrow = rates["insert"] / rates["rowbyrow"]
+                ratios, copy_rate = one_round(conn, name, args, (v1, v2, mixed), rss)
+                copy_rates.append(copy_rate)
+                rounds.add(ratios)
         finally:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
     growth = max(rss[len(rss) // 2 :]) - rss[1] if len(rss) > 2 else 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client RSS across {len(rss)} batches: 2nd {rss[1]:.0f} MB, last {rss[-1]:.0f} MB")
-    figures = {
-        "sink_vs_copy_insert": f"{statistics.median(ratios['insert']):.2f}",
-        "sink_vs_copy_update": f"{statistics.median(ratios['update']):.2f}",
-        "sink_vs_rowbyrow": f"{rowbyrow:.1f}",
-        "stale_vs_copy": f"{statistics.median(ratios['stale']):.2f}",
-        "copy_rows_per_s": f"{copy_best:.0f}",
-        "rss_growth_mb": f"{growth:.1f}",
-        "peak_rss_mb": f"{peak:.0f}",
-    }
-    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    rounds.report(
+        {
+            "copy_rows_per_s": f"{statistics.median(copy_rates):.0f}",
+            "rss_growth_mb": f"{growth:.1f}",
+            "peak_rss_mb": f"{peak:.0f}",
+            "rows": n,
+            "batch": args.batch,
+            "raw_update": args.raw_update,
+        }
+    )
 
 
-def phases(
-    conn: psycopg.Connection[Any],
-    schema: str,
-    args: argparse.Namespace,
-    data: tuple[list[Record], list[Record], list[Record]],
-    rss: list[float],
-    *,
-    rowbyrow: bool,
-) -> dict[str, float]:
-    v1, v2, mixed = data
-    n = len(v1)
-    copy_stmt = q.copy_text_statement((schema, "copy_target"), COPY_COLUMNS)
-
-    def raw_copy() -> None:
-        for part in batches(v1, args.batch):
-            with conn.transaction(), conn.cursor().copy(copy_stmt) as cp:
-                for r in part:
-                    cp.write_row(copy_row(r))
-
-    sink = TableSink([route("sink_target", schema)])
-
-    def apply_all(records: list[Record], expect: str) -> Callable[[], None]:
-        def go() -> None:
-            for part in batches(records, args.batch):
-                result = sink.apply(conn, part)
-                assert getattr(result, expect) > 0, result
-                rss.append(rss_mb())
-
-        return go
-
-    rates = {
-        "copy": timed("raw COPY (ceiling)", n, raw_copy),
-        "insert": timed("sink: all new rows", n, apply_all(v1, "inserted")),
-        "update": timed("sink: all updates", n, apply_all(v2, "updated")),
-        "stale": timed("sink: half stale, half newer", n, apply_all(mixed, "stale")),
-    }
-    if rowbyrow:
-        sample = v1[: args.rowbyrow]
-        rates["rowbyrow"] = timed(
-            "row by row, commit each", len(sample), lambda: row_by_row(conn, schema, sample)
-        )
-    check(conn, schema, n)
-    return rates
-
-
-def row_by_row(conn: psycopg.Connection[Any], schema: str, records: Sequence[Record]) -> None:
-    target = route("rowbyrow_target", schema)
-    stmt = q.upsert_statement(target, COPY_COLUMNS, returning=False).as_string(conn)
-    for r in records:
-        with conn.transaction():
-            conn.execute(stmt, copy_row(r))
-
-
-def check(conn: psycopg.Connection[Any], schema: str, n: int) -> None:
-    row = conn.execute(
-        sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE updated_idx = 3), "
-            "count(*) FILTER (WHERE updated_idx = 2) FROM {}"
-        ).format(sql.Identifier(schema, "sink_target"))
-    ).fetchone()
-    assert row == (n, (n + 1) // 2, n // 2), row
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--rowbyrow", type=int, default=1_000, help="records of the naive loop")
+    parser.add_argument(
+        "--raw-update", choices=sorted(RAW_UPDATES), default=next(iter(RAW_UPDATES))
+    )
+    run_bench(parser, run)
 
 
 if __name__ == "__main__":
