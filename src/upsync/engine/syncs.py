@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from upsync.engine.health import SyncHealth, TaskBoard
 from upsync.engine.supervision import Backoff, is_transient, supervise
 from upsync.errors import ConfigurationError, NotFound, UpsyncError
+from upsync.ops.health import report as report_health
 from upsync.redact import redact
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
@@ -169,6 +170,15 @@ class SyncRunner:
             failures, not_before = self._backoff.get(sync_id, (0, 0.0))
             if current is None and now >= not_before and not self._still_refused(sync):
                 await self._start_isolated(sync, failures, now)
+        await self._report(syncs)
+
+    async def _report(self, syncs: dict[str, Sync]) -> None:
+        """Store each run sync's state where other processes read it (`upsync status`, an
+        API replica); written only when the state or the error changed."""
+        async with self.pool.connection() as conn:
+            for sync_id, (_, health) in list(self._health.items()):
+                if sync_id in syncs:
+                    await report_health(conn, syncs[sync_id], health, schema=self.schema)
 
     def _still_refused(self, sync: Sync) -> bool:
         """Whether ``sync`` was stopped for good and has not changed since."""
