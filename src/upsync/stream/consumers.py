@@ -48,10 +48,10 @@ WHERE r.stream_id = %(stream)s
 
 def check_settings(
     *,
-    deliver_policy: str = "all",
-    ack_wait_ms: int = 30000,
-    max_deliver: int = -1,
-    max_ack_pending: int = 1000,
+    deliver_policy: str = CONSUMER_DEFAULTS.deliver_policy,
+    ack_wait_ms: int = CONSUMER_DEFAULTS.ack_wait_ms,
+    max_deliver: int = CONSUMER_DEFAULTS.max_deliver,
+    max_ack_pending: int = CONSUMER_DEFAULTS.max_ack_pending,
 ) -> None:
     """Raise :class:`ConfigurationError` naming the first invalid setting."""
     if deliver_policy not in DELIVER_POLICIES:

@@ -12,7 +12,7 @@ from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.catalog import create_credential
 from upsync.stream.consumers import create_consumer
 from upsync.stream.migrations import migrate
-from upsync.stream.models import Consumer, Filters
+from upsync.stream.models import CONSUMER_DEFAULTS, Consumer, Filters
 
 
 async def ensure_webhook_tables(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> None:
@@ -28,10 +28,10 @@ async def create_webhook_consumer(
     url: str,
     secret: str | None = None,
     filters: Mapping[str, Any] | Filters | None = None,
-    deliver_policy: str = "all",
-    ack_wait_ms: int = 30000,
-    max_deliver: int = -1,
-    max_ack_pending: int = 1000,
+    deliver_policy: str = CONSUMER_DEFAULTS.deliver_policy,
+    ack_wait_ms: int = CONSUMER_DEFAULTS.ack_wait_ms,
+    max_deliver: int = CONSUMER_DEFAULTS.max_deliver,
+    max_ack_pending: int = CONSUMER_DEFAULTS.max_ack_pending,
     metadata: Mapping[str, Any] | None = None,
     schema: str = DEFAULT_SCHEMA,
 ) -> tuple[Consumer, str]:
