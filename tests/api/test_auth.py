@@ -11,8 +11,8 @@ from psycopg import sql
 
 from tests.api.conftest import AConn, error_of
 from upsync.api import create_app, create_token, list_tokens, revoke_token
-from upsync.api.auth import TOKEN_PREFIX, hash_token
 from upsync.errors import ConfigurationError, NotFound
+from upsync.ops.tokens import TOKEN_PREFIX, hash_token
 
 
 @pytest.fixture

@@ -42,9 +42,9 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.api import create_app, create_token
-from upsync.api.auth import revoke_token
 from upsync.engine.server import Engine, EngineConfig
 from upsync.errors import UpsyncError, WebhookSignatureError
+from upsync.ops.tokens import revoke_token
 from upsync.records import Record
 from upsync.sinks import Route, TableSink
 from upsync.sinks.ddl import ensure_table_async

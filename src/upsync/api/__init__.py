@@ -4,18 +4,16 @@ See ``docs/http-api.md`` for every endpoint with curl examples.
 """
 
 from upsync.api.app import create_app
-from upsync.api.auth import (
+from upsync.api.metrics import Metrics
+from upsync.ops.tokens import (
     TokenInfo,
     create_token,
     create_token_sync,
     ensure_api_schema,
     ensure_api_schema_sync,
     list_tokens,
-    list_tokens_sync,
     revoke_token,
-    revoke_token_sync,
 )
-from upsync.api.metrics import Metrics
 
 __all__ = [
     "Metrics",
@@ -26,7 +24,5 @@ __all__ = [
     "ensure_api_schema",
     "ensure_api_schema_sync",
     "list_tokens",
-    "list_tokens_sync",
     "revoke_token",
-    "revoke_token_sync",
 ]

@@ -19,12 +19,12 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.api import consume, health, management, stream
-from upsync.api.auth import ensure_api_schema
 from upsync.api.bodylimit import BodyLimitMiddleware
 from upsync.api.errors import install_error_handlers
 from upsync.api.metrics import LatencyMiddleware, Metrics
 from upsync.api.state import AConn, ApiState
 from upsync.ops import limits
+from upsync.ops.tokens import ensure_api_schema
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.service import StreamService
 

@@ -11,8 +11,9 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
-from upsync.api.auth import bearer_token, verify_token
+from upsync.api.auth import bearer_token
 from upsync.api.metrics import Metrics
+from upsync.ops.tokens import verify_token
 from upsync.stream.service import StreamService
 
 __all__ = ["ApiState", "Auth", "Conn", "State", "api_state"]

@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from upsync.api.auth import TokenInfo, create_token, list_tokens, revoke_token
 from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import (
     AConn,
@@ -17,6 +16,7 @@ from upsync.cli.database import (
 )
 from upsync.cli.output import echo_json, json_option, note, print_fields, print_table
 from upsync.errors import NotFound
+from upsync.ops.tokens import TokenInfo, create_token, list_tokens, revoke_token
 from upsync.redact import redact
 from upsync.stream.catalog import create_stream, get_stream
 from upsync.stream.migrations import MIGRATIONS, migrate

@@ -169,7 +169,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4,
         "api tokens",
-        # bearer tokens of the HTTP API, stored as sha256 hashes (see upsync.api.auth)
+        # bearer tokens of the HTTP API, stored as sha256 hashes (see upsync.ops.tokens)
         """
         CREATE TABLE IF NOT EXISTS {schema}.api_tokens (
             id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
