@@ -27,7 +27,7 @@ def _psycopg_error_classes() -> list[type[psycopg.Error]]:
 
 
 def test_every_sqlstate_class_psycopg_knows_is_placed() -> None:
-    codes = {c.sqlstate for c in _psycopg_error_classes() if getattr(c, "sqlstate", None)}
+    codes = {str(c.sqlstate) for c in _psycopg_error_classes() if getattr(c, "sqlstate", None)}
     assert len(codes) > 200  # the walk found psycopg's table, not an empty module
     unplaced = sorted({code[:2] for code in codes if code[:2] not in SQLSTATE_CLASSES})
     assert unplaced == [], f"SQLSTATE classes without a fault in upsync.pgerrors: {unplaced}"
