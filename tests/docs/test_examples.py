@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,6 +124,10 @@ def _run_python(block: Block, world: World, namespace: dict[str, Any]) -> None:
 
 def _run_shell(block: Block, env: dict[str, str], work_dir: Path) -> None:
     script = _console_commands(block.code) if block.lang == "console" else block.code
+    for tool in ["bash", *(t for t in ("curl", "jq") if t in script)]:
+        assert shutil.which(tool, path=env["PATH"]), (
+            f"{block.where} needs `{tool}`: install it to run the documentation's examples"
+        )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", CURL_FAILS_ON_HTTP_ERRORS + script],
         cwd=work_dir,
