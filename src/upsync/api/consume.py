@@ -14,7 +14,6 @@ from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from psycopg import sql
 
 from upsync.api.errors import ApiError
 from upsync.api.fastjson import FastJSON
@@ -23,6 +22,7 @@ from upsync.api.state import ApiState, Auth, State
 from upsync.records import Message
 from upsync.stream import tokens
 from upsync.stream.cursor import Cursor
+from upsync.stream.delivery import count_redelivered
 from upsync.stream.models import Batch, Consumer
 
 __all__ = ["router"]
@@ -30,9 +30,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/http-consumers/{id_or_name}", dependencies=[Auth], tags=["consume"])
 
 Json = dict[str, Any]
-_REDELIVERED = (
-    "SELECT count(*) FROM {} WHERE consumer_id = %s AND delivery_id = ANY(%s) AND deliver_count > 1"
-)
 
 
 async def _http_consumer(state: ApiState, id_or_name: str) -> Consumer:
@@ -51,11 +48,8 @@ async def _count_redelivered(
 ) -> int:
     # a read of the library's table until claims report attempts (see the API docs' notes)
     ids = [tokens.decode(m.ack_token, consumer.id).delivery_id for m in messages]
-    query = sql.SQL(_REDELIVERED).format(sql.Identifier(state.schema, "consumer_messages"))
     async with state.pool.connection() as conn:
-        cur = await conn.execute(query, [consumer.id, ids])
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
+        return await count_redelivered(conn, consumer, ids, schema=state.schema)
 
 
 async def _disconnected(request: Request) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 
+from upsync import ops
 from upsync.api.errors import ApiError
 from upsync.api.state import State, require_token
 from upsync.engine.health import TaskBoard
@@ -36,7 +37,7 @@ async def healthz(request: Request, state: State) -> dict[str, Any]:
     """
     try:
         async with state.pool.connection(timeout=_HEALTH_TIMEOUT_S) as conn:
-            await conn.execute("SELECT 1")
+            await ops.status.ping(conn)
     except Exception as e:  # any failure means "not healthy"; say which kind, not the details
         raise ApiError(
             503, f"database unreachable ({type(e).__name__})", type="unavailable"

@@ -23,7 +23,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from psycopg import sql
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from upsync import ops
@@ -154,14 +153,6 @@ class _SyncCollector(Collector):
         yield from (backfilled, done, lag, *counters.values(), webhooks)
 
 
-_STREAM_COUNTS = """
-SELECT s.name,
-    (SELECT count(*) FROM {records} r WHERE r.stream_id = s.id),
-    (SELECT count(*) FROM {events} e WHERE e.stream_id = s.id)
-FROM {streams} s ORDER BY s.name
-"""
-
-
 class Metrics:
     """The API's metrics, in their own registry (one per app, so tests do not collide)."""
 
@@ -212,9 +203,7 @@ class Metrics:
 
     async def refresh(self, conn: Any, *, schema: str) -> None:
         """Read the database-side series (call right before :meth:`render`)."""
-        names = {t: sql.Identifier(schema, t) for t in ("records", "events", "streams")}
-        cur = await conn.execute(sql.SQL(_STREAM_COUNTS).format(**names))
-        streams = [(str(n), int(a), int(b)) for n, a, b in await cur.fetchall()]
+        streams = await ops.streams.stream_counts(conn, schema=schema)
         views = await ops.consumers.list_consumers(conn, schema=schema)
         consumers = [
             (

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -31,14 +29,12 @@ from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import database_dsn, embedded_dir
 from upsync.config import Settings
 from upsync.engine.server import Engine, EngineConfig
+from upsync.ops.demo import STATE_SCHEMA, compare_tables, prepare_schemas
 from upsync.redact import redact
-from upsync.sources.stripe.collections import collection
 from upsync.stream.delivery import info
 from upsync.stream.migrations import migrate
 from upsync.testing.stripe import LiveTraffic, Store, generate, run_standin
 
-STATE_SCHEMA = "upsync_demo"
-_MARK = "created by upsync demo"
 COLLECTIONS = ("customer", "product", "price", "subscription", "invoice", "charge")
 
 
@@ -130,28 +126,13 @@ async def run_demo(dsn: str, options: DemoOptions, console: Console) -> DemoResu
 
 
 def _prepare_schemas(dsn: str) -> str:
-    """Recreate the demo's state schema; choose (and mark) the schema for the tables."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(STATE_SCHEMA))
+    chosen = prepare_schemas(dsn)
+    if chosen is None:
+        raise click.ClickException(
+            "schemas 'stripe' and 'stripe_demo' both exist and were not made by the demo; "
+            "run the demo against another database (UPSYNC_DATABASE_URL)"
         )
-        for candidate in ("stripe", "stripe_demo"):
-            row = conn.execute(
-                "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
-                [candidate],
-            ).fetchone()
-            if row is None or row[0] == _MARK:
-                ident = sql.Identifier(candidate)
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
-                conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-                conn.execute(
-                    sql.SQL("COMMENT ON SCHEMA {} IS {}").format(ident, sql.Literal(_MARK))
-                )
-                return candidate
-    raise click.ClickException(
-        "schemas 'stripe' and 'stripe_demo' both exist and were not made by the demo; "
-        "run the demo against another database (UPSYNC_DATABASE_URL)"
-    )
+    return chosen
 
 
 async def _wait_ready(engine: Engine, running: asyncio.Task[None]) -> None:
@@ -267,40 +248,11 @@ async def _converge(
     deadline = time.monotonic() + timeout
     while True:
         await _drain(engine, consumer)
-        result.rows, result.mismatches = _compare(dsn, tables_schema, store)
+        expected = {name: {o["id"] for o in store.live(name)} for name in COLLECTIONS}
+        result.rows, result.mismatches = compare_tables(dsn, tables_schema, expected)
         if not result.mismatches or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.5)  # the next event poll brings the last changes
-
-
-def _compare(
-    dsn: str, tables_schema: str, store: Store
-) -> tuple[dict[str, tuple[int, int]], list[str]]:
-    rows: dict[str, tuple[int, int]] = {}
-    mismatches = []
-    with psycopg.connect(dsn) as conn:
-        for name in COLLECTIONS:
-            coll = collection(name)
-            table = sql.Identifier(tables_schema, coll.table)
-            live, deleted = conn.execute(
-                sql.SQL(
-                    "SELECT count(*) FILTER (WHERE NOT deleted), "
-                    "count(*) FILTER (WHERE deleted) FROM {}"
-                ).format(table)
-            ).fetchone() or (0, 0)
-            ids = {
-                r[0]
-                for r in conn.execute(
-                    sql.SQL("SELECT upstream_id FROM {} WHERE NOT deleted").format(table)
-                )
-            }
-            expected = {o["id"] for o in store.live(name)}
-            rows[coll.table] = (live, deleted)
-            if ids != expected:
-                mismatches.append(
-                    f"{coll.table}: {len(expected - ids)} missing, {len(ids - expected)} extra"
-                )
-    return rows, mismatches
 
 
 def show_summary(result: DemoResult, console: Console) -> None:

@@ -6,22 +6,18 @@ from typing import Any
 
 import click
 
+from upsync import ops
 from upsync.cli.app import Context, main, pass_ctx
 from upsync.cli.database import (
-    AConn,
     describe_database,
     embedded_state,
     run_with_connection,
     stop_embedded,
 )
 from upsync.cli.output import echo_json, json_option, note, print_fields, print_table
-from upsync.errors import NotFound
 from upsync.ops.tokens import TokenInfo, create_token, list_tokens, revoke_token
 from upsync.redact import redact
-from upsync.stream.catalog import create_stream, get_stream
-from upsync.stream.migrations import MIGRATIONS, migrate
-
-DEFAULT_STREAM = "default"
+from upsync.stream.migrations import MIGRATIONS
 
 
 @main.command()
@@ -33,23 +29,16 @@ def init(ctx: Context) -> None:
     """
     schema = ctx.settings.schema
 
-    async def work(conn: AConn) -> tuple[int, bool]:
-        applied = await migrate(conn, schema=schema)
-        try:
-            await get_stream(conn, DEFAULT_STREAM, schema=schema)
-            return applied, False
-        except NotFound:
-            await create_stream(conn, DEFAULT_STREAM, schema=schema)
-            return applied, True
-
-    applied, created = run_with_connection(ctx.settings, work)
+    applied, created = run_with_connection(
+        ctx.settings, lambda conn: ops.streams.init(conn, schema=schema)
+    )
     latest = MIGRATIONS[-1].version
     click.echo(f"Database: {describe_database(ctx.settings)}")
     if applied:
         click.echo(f"Schema {schema!r}: applied {applied} migration(s), now at version {latest}")
     else:
         click.echo(f"Schema {schema!r}: up to date (version {latest})")
-    click.echo(f"Stream {DEFAULT_STREAM!r}: {'created' if created else 'exists'}")
+    click.echo(f"Stream {ops.streams.DEFAULT_STREAM!r}: {'created' if created else 'exists'}")
     click.echo(
         "Next: `upsync token create NAME` for the HTTP API, "
         "`upsync syncs create stripe --api-key-env STRIPE_KEY …`, then `upsync server`."

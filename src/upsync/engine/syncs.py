@@ -101,6 +101,7 @@ class SyncRunner:
     tasks: TaskBoard = field(default_factory=TaskBoard)
     running: dict[str, _Running] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _report_failures: set[str] = field(default_factory=set)
     _backoff: dict[str, tuple[int, float]] = field(default_factory=dict)
     _health: dict[str, tuple[Sync, SyncHealth]] = field(default_factory=dict)
     _refused: dict[str, _Refused] = field(default_factory=dict)
@@ -175,10 +176,18 @@ class SyncRunner:
     async def _report(self, syncs: dict[str, Sync]) -> None:
         """Store each run sync's state where other processes read it (`upsync status`, an
         API replica); written only when the state or the error changed."""
-        async with self.pool.connection() as conn:
-            for sync_id, (_, health) in list(self._health.items()):
-                if sync_id in syncs:
-                    await report_health(conn, syncs[sync_id], health, schema=self.schema)
+        try:
+            async with self.pool.connection() as conn:
+                for sync_id, (_, health) in list(self._health.items()):
+                    if sync_id in syncs:
+                        await report_health(conn, syncs[sync_id], health, schema=self.schema)
+        except Exception as e:
+            if is_transient(e):
+                raise  # the database is restarting: the runner's round is retried
+            # a bug in reporting must not stop the syncs it reports on; say it once per kind
+            if type(e).__name__ not in self._report_failures:
+                self._report_failures.add(type(e).__name__)
+                _log.error("sync runner: cannot store sync states", exc_info=e)
 
     def _still_refused(self, sync: Sync) -> bool:
         """Whether ``sync`` was stopped for good and has not changed since."""

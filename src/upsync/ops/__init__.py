@@ -8,7 +8,7 @@ Each operation takes an open async psycopg connection and upsync's schema name, 
 one transaction (a savepoint when the caller already has one open).
 """
 
-from upsync.ops import consumers, credentials, health, limits, providers, streams, syncs
+from upsync.ops import consumers, credentials, health, limits, providers, status, streams, syncs
 from upsync.ops.consumers import ConsumerView, NewConsumer
 from upsync.ops.credentials import NewCredential
 from upsync.ops.health import SyncState
@@ -29,6 +29,7 @@ __all__ = [
     "limits",
     "overview",
     "providers",
+    "status",
     "streams",
     "syncs",
 ]

@@ -10,7 +10,7 @@ from upsync.ops.syncs import SyncView, list_syncs, sync_view
 from upsync.sources.stripe.source import SourceStatus
 from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 
-__all__ = ["Overview", "overview"]
+__all__ = ["Overview", "overview", "ping"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +33,8 @@ async def overview(
         for s in await list_syncs(conn, schema=schema)
     ]
     return Overview(syncs, await list_consumers(conn, schema=schema))
+
+
+async def ping(conn: AConn) -> None:
+    """Raise unless the database answers a trivial query (what ``/healthz`` checks)."""
+    await conn.execute("SELECT 1")

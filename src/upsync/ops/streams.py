@@ -8,10 +8,22 @@ from typing import Any
 from upsync.errors import NotFound
 from upsync.ops.limits import check_metadata, check_name
 from upsync.stream import catalog
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
+from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
+from upsync.stream.migrations import migrate
 from upsync.stream.models import Stream
 
-__all__ = ["create_stream", "delete_stream", "list_streams", "resolve_stream"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "create_stream",
+    "delete_stream",
+    "init",
+    "list_streams",
+    "resolve_stream",
+    "stream_counts",
+]
+
+#: the stream `upsync init` makes, and the one every command uses unless told otherwise
+DEFAULT_STREAM = "default"
 
 
 async def create_stream(
@@ -46,3 +58,31 @@ async def delete_stream(conn: AConn, id_or_name: str, *, schema: str = DEFAULT_S
     stream = await resolve_stream(conn, id_or_name, schema=schema)
     await catalog.delete_stream(conn, stream.id, schema=schema)
     return stream
+
+
+async def init(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> tuple[int, bool]:
+    """Bring upsync's schema up to date and make the stream ``default`` if missing.
+
+    Returns how many migrations ran and whether the stream was created. Safe to repeat.
+    """
+    applied = await migrate(conn, schema=schema)
+    try:
+        await catalog.get_stream(conn, DEFAULT_STREAM, schema=schema)
+        return applied, False
+    except NotFound:
+        await catalog.create_stream(conn, DEFAULT_STREAM, schema=schema)
+        return applied, True
+
+
+_STREAM_COUNTS = """
+SELECT s.name,
+    (SELECT count(*) FROM {records} r WHERE r.stream_id = s.id),
+    (SELECT count(*) FROM {events} e WHERE e.stream_id = s.id)
+FROM {streams} s ORDER BY s.name
+"""
+
+
+async def stream_counts(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> list[tuple[str, int, int]]:
+    """(stream name, records now, record versions written) of every stream."""
+    cur = await conn.execute(q(schema, _STREAM_COUNTS))
+    return [(str(n), int(a), int(b)) for n, a, b in await cur.fetchall()]

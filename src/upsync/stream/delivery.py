@@ -461,3 +461,19 @@ async def replay_dead_letters(
         if cur.rowcount:
             await conn.execute("SELECT pg_notify(%s, %s)", [channel(schema), consumer.stream_id])
     return cur.rowcount
+
+
+async def count_redelivered(
+    conn: AConn, consumer: Consumer, delivery_ids: Sequence[int], *, schema: str = DEFAULT_SCHEMA
+) -> int:
+    """How many of the deliveries ``delivery_ids`` were not their message's first attempt."""
+    cur = await conn.execute(
+        q(
+            schema,
+            "SELECT count(*) FROM {consumer_messages} WHERE consumer_id = %s "
+            "AND delivery_id = ANY(%s) AND deliver_count > 1",
+        ),
+        [consumer.id, list(delivery_ids)],
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
