@@ -6,8 +6,8 @@ from psycopg import sql
 
 from upsync.stream import Sync, write
 from upsync.stream import UpstreamObject as U
-from upsync.stream._sql import AConn
 from upsync.stream.maintenance import refresh_statistics
+from upsync.stream.tables import AConn
 
 COL = "stripe:customer"
 

@@ -30,11 +30,11 @@ from upsync.schema import collection_route, column_types
 from upsync.sinks.ddl import create_table_sql
 from upsync.sinks.table import ApplyResult, TableSink
 from upsync.sources.stripe.collections import COLLECTIONS
-from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.delivery import ack, claim, nack, record_errors
 from upsync.stream.managed import Apply, create_managed_table, managed_table_apply
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
+from upsync.stream.tables import DEFAULT_SCHEMA
 
 __all__ = [
     "BatchReport",

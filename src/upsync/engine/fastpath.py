@@ -35,11 +35,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from upsync.crashpoints import crash_point
-from upsync.sinks.routes import Route, _parse_path
+from upsync.sinks.routes import Route, parse_path
 from upsync.sinks.table import TableSink
-from upsync.stream._sql import DEFAULT_SCHEMA, q
 from upsync.stream.cursor import READER_COLS, Reader, pull
 from upsync.stream.delivery import DELIVERABLE
+from upsync.stream.tables import DEFAULT_SCHEMA, q
 
 __all__ = ["CompiledRoute", "FastPath", "column_expression", "compile_target"]
 
@@ -122,7 +122,7 @@ def column_expression(source: object, pg_type: str) -> sql.Composable | None:
     if source in _ATTRIBUTES:
         return sql.SQL("({})::{}").format(sql.SQL(_ATTRIBUTES[source]), cast)
     if source.startswith(("data.", "data[")):
-        path = [str(step) for step in _parse_path(source[4:], source)]
+        path = [str(step) for step in parse_path(source[4:], source)]
         if pg_type in _JSON_TYPES:
             return sql.SQL("(r.data #> {})::{}").format(sql.Literal(path), cast)
         return sql.SQL("(r.data #>> {})::{}").format(sql.Literal(path), cast)

@@ -40,12 +40,12 @@ from upsync.engine.syncs import SyncRunner
 from upsync.engine.webhooks import run_webhook_consumer
 from upsync.errors import UpstreamRejected, WebhookSignatureError
 from upsync.sinks.table import TableSink
-from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.consumers import list_consumers
 from upsync.stream.maintenance import refresh_statistics
 from upsync.stream.migrations import migrate
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
+from upsync.stream.tables import DEFAULT_SCHEMA
 
 __all__ = ["Engine", "EngineConfig"]
 

@@ -40,9 +40,9 @@ from upsync.sources.stripe.client import StripeHTTP
 from upsync.sources.stripe.collections import collection
 from upsync.sources.stripe.ratelimit import RateLimiter
 from upsync.sources.stripe.source import StripeSource
-from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.catalog import list_syncs, reveal_secret
 from upsync.stream.models import WEBHOOK_CREDENTIAL_KEY, Sync, webhook_credential_ids
+from upsync.stream.tables import DEFAULT_SCHEMA
 
 __all__ = ["WEBHOOK_CREDENTIAL_KEY", "SyncRunner", "default_rate", "webhook_credential_ids"]
 

@@ -17,8 +17,8 @@ from upsync.ops.limits import check_metadata, check_name
 from upsync.ops.providers import check_collection_id, check_provider
 from upsync.ops.streams import resolve_stream
 from upsync.stream import catalog, consumers, delivery
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.models import CONSUMER_DEFAULTS, Consumer, ConsumerInfo, DeadLetter, Filters
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 __all__ = [
     "KINDS",

@@ -9,8 +9,8 @@ from typing import Any
 from upsync.ops.limits import check_metadata
 from upsync.ops.providers import PROVIDERS, check_api_key, check_webhook_secret
 from upsync.stream import catalog
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.models import Credential
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 __all__ = [
     "NewCredential",

@@ -22,9 +22,9 @@ from typing import Any
 
 from upsync.redact import redact
 from upsync.sources.stripe.source import SourceStatus
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.catalog import record_sync_health
 from upsync.stream.models import Sync
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 __all__ = ["SyncState", "live_state", "report", "sync_state"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from upsync.ops.consumers import ConsumerView, list_consumers
 from upsync.ops.syncs import SyncView, list_syncs, sync_view
 from upsync.sources.stripe.source import SourceStatus
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 __all__ = ["Overview", "overview", "ping"]
 

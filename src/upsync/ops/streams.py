@@ -8,9 +8,9 @@ from typing import Any
 from upsync.errors import NotFound
 from upsync.ops.limits import check_metadata, check_name
 from upsync.stream import catalog
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.migrations import migrate
 from upsync.stream.models import Stream
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 __all__ = [
     "DEFAULT_STREAM",

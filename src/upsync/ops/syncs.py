@@ -22,13 +22,13 @@ from upsync.ops.providers import check_api_key, check_webhook_secret, collection
 from upsync.ops.streams import resolve_stream
 from upsync.sources.stripe.source import SourceStatus
 from upsync.stream import catalog
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.models import (
     WEBHOOK_CREDENTIAL_KEY,
     Credential,
     Sync,
     webhook_credential_ids,
 )
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 __all__ = [
     "OWNED_BY_SYNC",

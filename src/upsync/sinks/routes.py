@@ -109,9 +109,6 @@ def parse_path(path: str, spec: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
-_parse_path = parse_path  # the name upsync.engine.fastpath imports
-
-
 def _path_getter(spec: str, steps: tuple[str | int, ...]) -> Extractor:
     def get(record: Record) -> Any:
         value: Any = record.data

@@ -20,9 +20,9 @@ from upsync.crashpoints import crash_point
 from upsync.errors import ConfigurationError, RecordError
 from upsync.records import record_id
 from upsync.sources.stripe.snapshots import Snapshot
-from upsync.stream._sql import DEFAULT_SCHEMA, q
 from upsync.stream.catalog import get_sync
 from upsync.stream.models import Sync, UpstreamObject
+from upsync.stream.tables import DEFAULT_SCHEMA, q
 from upsync.stream.write import write as stream_write
 
 __all__ = ["PostgresPort"]

@@ -16,8 +16,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from upsync.errors import ConfigurationError, NotFound
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.models import Credential, Stream, Sync
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 _UNSET: Any = object()
 

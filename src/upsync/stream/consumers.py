@@ -26,11 +26,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from upsync.errors import ConfigurationError, NotFound
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.catalog import as_uuid, get_stream
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.cursor import rewind_cursor, set_cursor
 from upsync.stream.models import CONSUMER_DEFAULTS, DELIVER_POLICIES, Consumer, Filters
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.write import check_isolation
 
 _UNSET: Any = object()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from upsync.errors import ConfigurationError
-from upsync.stream._sql import AConn, q
+from upsync.stream.tables import AConn, q
 
 _SNAPSHOT_RE = re.compile(r"\d+:\d+:[\d,]*")
 

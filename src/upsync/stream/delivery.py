@@ -38,10 +38,10 @@ from psycopg.rows import dict_row
 from upsync.errors import InvalidAckToken, NotFound
 from upsync.records import Message, Record, SyncRef
 from upsync.stream import tokens as _tokens
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.cursor import BACKLOG, READER_COLS, Reader, enqueue
 from upsync.stream.models import Consumer, ConsumerInfo, DeadLetter
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, channel, q
 
 #: A message ``m`` that can be handed out now: not dead, not held within its ack window, and
 #: carrying its record's current version. An outdated one (the record got a newer version after

@@ -11,7 +11,7 @@ one catalog query when nothing is stale.
 
 from __future__ import annotations
 
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 _ANALYZE = {
     "records": "ANALYZE {records}",

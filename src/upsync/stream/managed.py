@@ -19,10 +19,10 @@ from psycopg.types.json import Jsonb
 
 from upsync.errors import InvalidAckToken, UpsyncError
 from upsync.records import Record
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.delivery import ack, claim, nack
 from upsync.stream.models import Consumer
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 Apply = Callable[[AConn, Sequence[Record]], Awaitable[object]]
 """Writes records on the given connection, inside the caller's transaction; must be idempotent

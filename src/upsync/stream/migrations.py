@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, Conn, q
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, Conn, q
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from upsync.errors import DatabaseUnavailable
-from upsync.stream._sql import DEFAULT_SCHEMA, channel
+from upsync.stream.tables import DEFAULT_SCHEMA, channel
 
 log = logging.getLogger(__name__)
 

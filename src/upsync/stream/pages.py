@@ -19,10 +19,10 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from upsync.errors import ConfigurationError
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.cursor import Cursor, is_uuid, next_cursor, page_sql
 from upsync.stream.delivery import record_from_row
 from upsync.stream.models import Event, EventPage, RecordPage
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 MAX_LIMIT = 1000
 

@@ -26,7 +26,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from upsync.errors import ConfigurationError
 from upsync.stream import catalog, consumers, delivery, pages
-from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.migrations import migrate
 from upsync.stream.models import (
@@ -43,6 +42,7 @@ from upsync.stream.models import (
     WriteResult,
 )
 from upsync.stream.notify import Notifier
+from upsync.stream.tables import DEFAULT_SCHEMA
 from upsync.stream.write import write
 
 MAX_BATCH_SIZE = 10_000

@@ -47,9 +47,9 @@ from psycopg import sql
 
 from upsync.errors import ConfigurationError, NotFound, RecordError
 from upsync.records import RecordIds
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, channel, q
 from upsync.stream.clock import Clock, db_clock
 from upsync.stream.models import Sync, UpstreamObject, WriteResult
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, channel, q
 
 _MAX_BIGINT = 2**63 - 1
 #: Rows per staged statement: a batch's versions are (sequence value << 20) + 1 + position.

@@ -7,9 +7,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from upsync.errors import ConfigurationError, NotFound
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.catalog import reveal_secret
 from upsync.stream.models import Consumer
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 #: Generated secrets start with this, so :func:`upsync.redact.redact` masks them anywhere.
 SECRET_PREFIX = "upsync_whk_"

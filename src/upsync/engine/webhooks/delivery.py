@@ -26,9 +26,9 @@ from upsync.errors import InvalidAckToken
 from upsync.records import Message
 from upsync.redact import redact
 from upsync.stream import tokens as _tokens
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.delivery import ack, claim, nack
 from upsync.stream.models import Consumer
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 _log = logging.getLogger("upsync.engine.webhooks")  # one logger name, as before the split
 

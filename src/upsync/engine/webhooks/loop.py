@@ -27,10 +27,10 @@ from upsync.engine.webhooks.delivery import (
 )
 from upsync.engine.webhooks.manage import ensure_webhook_tables
 from upsync.errors import ConfigurationError, NotFound
-from upsync.stream._sql import DEFAULT_SCHEMA
 from upsync.stream.consumers import get_consumer
 from upsync.stream.models import Consumer
 from upsync.stream.notify import Notifier
+from upsync.stream.tables import DEFAULT_SCHEMA
 
 _log = logging.getLogger("upsync.engine.webhooks")  # one logger name, as before the split
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from upsync.engine.webhooks.config import SECRET_PREFIX, check_url
 from upsync.errors import ConfigurationError
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn
 from upsync.stream.catalog import create_credential
 from upsync.stream.consumers import create_consumer
 from upsync.stream.migrations import migrate
 from upsync.stream.models import CONSUMER_DEFAULTS, Consumer, Filters
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn
 
 
 async def ensure_webhook_tables(conn: AConn, *, schema: str = DEFAULT_SCHEMA) -> None:

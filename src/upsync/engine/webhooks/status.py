@@ -8,9 +8,9 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from upsync.stream._sql import DEFAULT_SCHEMA, AConn, q
 from upsync.stream.delivery import list_dead_letters
 from upsync.stream.models import Consumer, DeadLetter
+from upsync.stream.tables import DEFAULT_SCHEMA, AConn, q
 
 
 @dataclass(frozen=True, slots=True)
