@@ -112,3 +112,21 @@ def test_delayed_events_appear_late(client: Any, standin: RunningStandin) -> Non
     assert names == ["prompt"]
     event_ids = {e.obj["id"] for e in standin.store.table("event").entries}
     assert len(event_ids) == 2  # the late one exists, it is just not visible yet
+
+
+def test_an_item_update_reaches_its_subscriptions_event() -> None:
+    """Updating an item records ``customer.subscription.updated`` showing the new quantity."""
+    from upsync.testing.stripe import Store, generate
+
+    store = Store(seed=2)
+    generate(store, customers=5, seed=2, events=False)
+    sub = next(s for s in store.live("subscription") if s["status"] != "canceled")
+    item = sub["items"]["data"][0]
+    quantity = item["quantity"] + 3
+    store.update("subscription_item", item["id"], {"quantity": str(quantity)})
+    events = list(store.live("event"))
+    assert [e["type"] for e in events] == ["customer.subscription.updated"]
+    event = events[0]
+    assert event["data"]["object"]["items"]["data"][0]["quantity"] == quantity
+    assert event["data"]["previous_attributes"]["items"]["data"][0]["quantity"] == item["quantity"]
+    assert store.retrieve("subscription", sub["id"])["items"]["data"][0]["quantity"] == quantity

@@ -225,6 +225,8 @@ def update_item(store: Store, obj: dict[str, Any], params: Params) -> None:
         price = ref(store, "price", params, "price")
         if price is not None:
             obj["price"] = price
+        # store the item now (not when its own change ends): the subscription's event shows it
+        store.get("subscription_item", obj["id"]).obj = obj
 
 
 def delete_item(store: Store, oid: str) -> dict[str, Any]:
