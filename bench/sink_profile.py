@@ -2,7 +2,8 @@
 
 Fills a fresh table with ``--rows`` Stripe-like subscriptions (``bench/sink.py``'s records and
 table), then applies them again one version newer, batch by batch, and reports for that update
-phase (``--phase insert`` profiles the first fill instead):
+phase (``--phase insert`` profiles the first fill instead; ``--phase raw-update`` the same update
+by ``bench/sink.py``'s fastest hand-written SQL, on a table filled by COPY, for comparison):
 
 * the wall time and client CPU per record;
 * every statement the sink ran, with its plan, ``EXPLAIN (ANALYZE, BUFFERS)``-style, as
@@ -10,26 +11,32 @@ phase (``--phase insert`` profiles the first fill instead):
   the wall time), summed per statement text;
 * with ``--pyinstrument``, the client's call tree.
 
-Usage: python bench/sink_profile.py [--rows N] [--batch B] [--phase update|insert]
-[--pyinstrument] [--dsn DSN] (DSN default: $UPSYNC_BENCH_DSN, else an embedded Postgres).
+``--work-mem`` sets the session's ``work_mem`` first (e.g. ``64MB``), to see what the upsert's
+sort of the staged rows costs when it spills to disk.
+
+Usage: python bench/sink_profile.py [--rows N] [--batch B] [--phase update|insert|raw-update]
+[--pyinstrument] [--work-mem SIZE] [--dsn DSN]
+(DSN default: $UPSYNC_BENCH_DSN, else an embedded Postgres).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from harness import run_bench, server_info
-from sink import COLUMN_TYPES, batches, route, subscription
+from sink import COLUMN_TYPES, RAW_UPDATES, batches, raw_copy, route, subscription
+from upsync.records import Record
 from upsync.sinks import TableSink, create_table_sql, supports_lz4
 
 _DURATION = re.compile(r"duration: ([0-9.]+) ms\s+plan:\s*Query Text: (.*?)\n(.*)", re.S)
@@ -67,22 +74,35 @@ def run(dsn: str, args: argparse.Namespace) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         print(f"rows={args.rows} batch={args.batch} phase={args.phase} {server_info(conn)}")
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        if args.work_mem:
+            conn.execute("SELECT set_config('work_mem', %s, false)", [args.work_mem])
         try:
+            table = "copy_target" if args.phase == "raw-update" else "sink_target"
             conn.execute(
                 create_table_sql(
-                    route("sink_target", name), column_types=COLUMN_TYPES, lz4=supports_lz4(conn)
+                    route(table, name), column_types=COLUMN_TYPES, lz4=supports_lz4(conn)
                 )
             )
-            sink = TableSink([route("sink_target", name)])
-            if args.phase == "update":
+            sink = TableSink([route(table, name)])
+            apply: Callable[[Sequence[Record]], object] = functools.partial(sink.apply, conn)
+            if args.phase == "raw-update":
+                apply = functools.partial(next(iter(RAW_UPDATES.values())), conn, name)
+                for part in batches(v1, args.batch):
+                    raw_copy(conn, name, part)
+            elif args.phase == "update":
                 for part in batches(v1, args.batch):
                     sink.apply(conn, part)
-            profile(conn, sink, v2 if args.phase == "update" else v1, args)
+            profile(conn, apply, v1 if args.phase == "insert" else v2, args)
         finally:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
-def profile(conn: psycopg.Connection[Any], sink: TableSink, records: list[Any], args: Any) -> None:
+def profile(
+    conn: psycopg.Connection[Any],
+    apply: Callable[[Sequence[Record]], object],
+    records: list[Record],
+    args: argparse.Namespace,
+) -> None:
     profiler: Any = None
     if args.pyinstrument:
         from pyinstrument import Profiler
@@ -93,7 +113,7 @@ def profile(conn: psycopg.Connection[Any], sink: TableSink, records: list[Any], 
         if profiler:
             profiler.start()
         for part in batches(records, args.batch):
-            sink.apply(conn, part)
+            apply(part)
         if profiler:
             profiler.stop()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -115,8 +135,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=5_000)
-    parser.add_argument("--phase", choices=["update", "insert"], default="update")
+    parser.add_argument("--phase", choices=["update", "insert", "raw-update"], default="update")
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument("--work-mem", default=None, help="the session's work_mem, e.g. 64MB")
     run_bench(parser, run)
 
 
