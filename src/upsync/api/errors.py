@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from upsync import pgerrors
 from upsync.errors import (
     Conflict,
     InvalidAckToken,
@@ -157,9 +158,10 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         type(exc).__name__,
         redact(str(exc)),
     )
-    if isinstance(exc, psycopg.OperationalError):
+    fault = pgerrors.classify(exc)
+    if fault == pgerrors.TRANSIENT:
         return _json(503, "unavailable", "the database is unavailable; retry later")
-    if isinstance(exc, psycopg.errors.DataError):
+    if fault == pgerrors.ROW_FAULT:
         # a value from the request that Postgres cannot store (a NUL in text, an out-of-range
         # number): the client's to fix, and nothing was written (the transaction rolled back)
         return _json(

@@ -1,25 +1,14 @@
-"""Which database errors are a row's fault, and the one shape drivers report errors in.
+"""The one shape drivers report database errors in to the apply steps.
 
-The SQLSTATE table below is the sink's until ``upsync.pgerrors`` classifies Postgres errors for
-the whole project; then :func:`is_row_fault` should defer to it.
+Whether an error is the row's fault (isolate the row) or not (raise) is decided by
+:func:`upsync.pgerrors.is_row_fault`, the project's one SQLSTATE table.
 """
 
 from __future__ import annotations
 
+from upsync.pgerrors import is_row_fault
+
 __all__ = ["DbFailure", "is_row_fault"]
-
-# Postgres refuses the row itself: data exceptions, integrity violations, wrong type, a row too
-# big for an index. Anything else (connection, deadlock, serialization, cancel, missing table)
-# is not the row's fault and propagates.
-_ROW_FAULT_CLASSES = frozenset({"22", "23"})
-_ROW_FAULT_CODES = frozenset({"42804", "54000"})
-
-
-def is_row_fault(sqlstate: str | None) -> bool:
-    """Whether an error with this SQLSTATE is the row's fault (isolate it) or not (raise)."""
-    return sqlstate is not None and (
-        sqlstate[:2] in _ROW_FAULT_CLASSES or sqlstate in _ROW_FAULT_CODES
-    )
 
 
 class DbFailure(Exception):
