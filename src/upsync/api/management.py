@@ -318,5 +318,4 @@ async def list_all_consumers(
 @router.get("/consumers/{id_or_name}")
 async def get_any_consumer(id_or_name: str, conn: Conn, state: State) -> Json:
     """One consumer of any kind, with its counters (and webhook delivery state)."""
-    consumer = await ops.consumers.get_consumer(conn, id_or_name, schema=state.schema)
-    return (await ops.consumers.consumer_view(conn, consumer, schema=state.schema)).to_dict()
+    return (await ops.consumers.show_consumer(conn, id_or_name, schema=state.schema)).to_dict()

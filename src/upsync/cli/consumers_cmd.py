@@ -189,13 +189,10 @@ def state_text(view: ops.ConsumerView) -> str:
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """One consumer (by name or id), its settings, counters and delivery state."""
-    schema = ctx.settings.schema
-
-    async def work(conn: AConn) -> ops.ConsumerView:
-        consumer = await ops.consumers.get_consumer(conn, name, schema=schema)
-        return await ops.consumers.consumer_view(conn, consumer, schema=schema)
-
-    view = run_with_connection(ctx.settings, work)
+    view = run_with_connection(
+        ctx.settings,
+        lambda conn: ops.consumers.show_consumer(conn, name, schema=ctx.settings.schema),
+    )
     data = view.to_dict()
     if as_json:
         echo_json(data)

@@ -15,7 +15,7 @@ import click
 
 from upsync import ops
 from upsync.cli.app import Context, main, pass_ctx
-from upsync.cli.database import AConn, run_with_connection
+from upsync.cli.database import run_with_connection
 from upsync.cli.output import echo_json, json_option, print_fields, print_table, when
 from upsync.errors import ConfigurationError
 from upsync.ops.progress import progress_text
@@ -177,13 +177,9 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, sync_id: str, as_json: bool) -> None:
     """One sync (by id or name), its state and backfill progress per collection."""
-    schema = ctx.settings.schema
-
-    async def work(conn: AConn) -> ops.SyncView:
-        sync = await ops.syncs.get_sync(conn, sync_id, schema=schema)
-        return await ops.syncs.sync_view(conn, sync, schema=schema)
-
-    view = run_with_connection(ctx.settings, work)
+    view = run_with_connection(
+        ctx.settings, lambda conn: ops.syncs.show_sync(conn, sync_id, schema=ctx.settings.schema)
+    )
     sync, data = view.sync, view.to_dict()
     if as_json:
         echo_json(data)

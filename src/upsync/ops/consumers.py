@@ -33,6 +33,7 @@ __all__ = [
     "list_consumers",
     "replay",
     "rewind",
+    "show_consumer",
     "update_consumer",
 ]
 
@@ -195,6 +196,14 @@ async def consumer_view(
     if consumer.kind == "webhook":
         hook = await webhooks.webhook_status(conn, consumer, schema=schema)
     return ConsumerView(consumer, counts, hook, created)
+
+
+async def show_consumer(
+    conn: AConn, id_or_name: str, *, schema: str = DEFAULT_SCHEMA
+) -> ConsumerView:
+    """The consumer with that id or name, with its counters (and webhook delivery state)."""
+    consumer = await get_consumer(conn, id_or_name, schema=schema)
+    return await consumer_view(conn, consumer, schema=schema)
 
 
 async def get_consumer(

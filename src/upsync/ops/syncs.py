@@ -39,6 +39,7 @@ __all__ = [
     "get_sync",
     "list_syncs",
     "set_status",
+    "show_sync",
     "sync_view",
     "update_sync",
 ]
@@ -159,6 +160,18 @@ async def sync_view(
         with contextlib.suppress(NotFound):
             credential = await catalog.get_credential(conn, sync.credential_id, schema=schema)
     return SyncView(sync, credential, sync_state(sync, live))
+
+
+async def show_sync(
+    conn: AConn,
+    id_or_name: str,
+    *,
+    live: SourceStatus | None = None,
+    schema: str = DEFAULT_SCHEMA,
+) -> SyncView:
+    """The sync with that id or name, as every door shows it."""
+    sync = await get_sync(conn, id_or_name, schema=schema)
+    return await sync_view(conn, sync, live=live, schema=schema)
 
 
 async def get_sync(conn: AConn, id_or_name: str, *, schema: str = DEFAULT_SCHEMA) -> Sync:
