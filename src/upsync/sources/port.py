@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from upsync.crashpoints import crash_point
 from upsync.errors import ConfigurationError, RecordError
 from upsync.records import record_id
-from upsync.sources.stripe.snapshots import Snapshot
+from upsync.sources.stripe.snapshots import CursorUpdate, Snapshot
 from upsync.stream.catalog import get_sync
 from upsync.stream.models import Sync, UpstreamObject
 from upsync.stream.tables import DEFAULT_SCHEMA, q
@@ -27,7 +27,6 @@ from upsync.stream.write import write as stream_write
 
 __all__ = ["PostgresPort"]
 
-Cursor = tuple[tuple[str, ...], Any]
 _log = logging.getLogger(__name__)
 
 _SET_TOP = """
@@ -69,7 +68,7 @@ class PostgresPort:
         """records created, updated or deleted by this port (for metrics)"""
 
     async def write(
-        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: Cursor | None = None
+        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: CursorUpdate | None = None
     ) -> int:
         """Write snapshots and the cursor covering them in one transaction; returns changes."""
         objects = [_upstream_object(s) for s in snapshots]
@@ -85,7 +84,7 @@ class PostgresPort:
         return await self._write(collection_id, [_without_nul(o) for o in objects], cursor)
 
     async def _write(
-        self, collection_id: str, objects: list[UpstreamObject], cursor: Cursor | None
+        self, collection_id: str, objects: list[UpstreamObject], cursor: CursorUpdate | None
     ) -> int:
         async with self.pool.connection() as conn, conn.transaction():
             result = await stream_write(conn, self.sync, collection_id, objects, schema=self.schema)
@@ -96,13 +95,13 @@ class PostgresPort:
         self.written += result.changed
         return result.changed
 
-    async def save_cursor(self, *cursors: Cursor) -> None:
+    async def save_cursor(self, *cursors: CursorUpdate) -> None:
         """Store cursors on their own, all in one transaction."""
         async with self.pool.connection() as conn, conn.transaction():
             for cursor in cursors:
                 await self._set_cursor(conn, cursor)
 
-    async def _set_cursor(self, conn: Any, cursor: Cursor) -> None:
+    async def _set_cursor(self, conn: Any, cursor: CursorUpdate) -> None:
         path, value = cursor
         params: dict[str, Any] = {"sync": self.sync.id, "top": path[0], "value": Jsonb(value)}
         if len(path) == 1:

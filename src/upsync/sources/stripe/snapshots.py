@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Snapshot", "is_deleted_stub", "snapshot_of", "tombstone"]
+__all__ = ["CursorUpdate", "Snapshot", "is_deleted_stub", "snapshot_of", "tombstone"]
+
+CursorUpdate = tuple[tuple[str, ...], Any]
+"""A path into the sync's stored cursors and the value to put there, written atomically with
+the snapshots it covers. (Not :class:`upsync.stream.cursor.Cursor`, a consumer's position.)"""
 
 
 @dataclass(frozen=True)

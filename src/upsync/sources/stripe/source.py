@@ -41,7 +41,7 @@ from upsync.sources.stripe.events import Action, EventWindow, action_for, relate
 from upsync.sources.stripe.ids import InvalidObjectId, is_object_id, path_segment
 from upsync.sources.stripe.listing import Slice, complete_nested, read_page, walk
 from upsync.sources.stripe.milestones import BackfillLog
-from upsync.sources.stripe.snapshots import Snapshot, snapshot_of, tombstone
+from upsync.sources.stripe.snapshots import CursorUpdate, Snapshot, snapshot_of, tombstone
 
 __all__ = ["STRIPE_EPOCH", "CollectionProgress", "SourceStatus", "StreamPort", "StripeSource"]
 
@@ -51,20 +51,16 @@ _KEEP_PAGES = 4
 
 _log = logging.getLogger(__name__)
 
-Cursor = tuple[tuple[str, ...], Any]
-"""A path into the sync's stored cursors and the value to put there, written atomically with
-the snapshots it covers."""
-
 
 class StreamPort(Protocol):
     """What the source needs from the stream, for one sync."""
 
     async def write(
-        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: Cursor | None = None
+        self, collection_id: str, snapshots: Sequence[Snapshot], cursor: CursorUpdate | None = None
     ) -> int:
         """Write snapshots (and the cursor) in one transaction; return how many changed."""
 
-    async def save_cursor(self, *cursors: Cursor) -> None:
+    async def save_cursor(self, *cursors: CursorUpdate) -> None:
         """Store cursors without writing any snapshot, all in one transaction."""
 
     async def load_cursors(self) -> dict[str, Any]:
