@@ -85,7 +85,7 @@ async def test_consumer_commands(
         upsync("consumers", "show", "nope", env=ready)
     )
     bad = upsync("consumers", "create", "x", "--collection", "stripe:nothing", env=ready)
-    assert "unknown collection" in one_error_line(bad)
+    assert "unknown Stripe collection" in one_error_line(bad)
 
 
 async def test_tail_prints_records_as_json_lines_and_acks_them(
