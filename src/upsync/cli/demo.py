@@ -248,7 +248,7 @@ async def _converge(
     deadline = time.monotonic() + timeout
     while True:
         await _drain(engine, consumer)
-        expected = {name: {o["id"] for o in store.live(name)} for name in COLLECTIONS}
+        expected = {name: store.live_ids(name) for name in COLLECTIONS}
         result.rows, result.mismatches = compare_tables(dsn, tables_schema, expected)
         if not result.mismatches or time.monotonic() > deadline:
             return

@@ -343,6 +343,12 @@ class Store:
             entries = list(self._tables[type_].newest_first())
             return iter([self.render(e) for e in entries])
 
+    def live_ids(self, type_: str) -> set[str]:
+        """The ids of every live object of a type, without rendering the objects (cheap: a
+        check of a whole account against a table needs only these)."""
+        with self.lock:
+            return {e.id for e in self._tables[type_].newest_first()}
+
     def count(self, type_: str) -> int:
         """How many live objects of a type exist."""
         with self.lock:
