@@ -33,3 +33,13 @@ def test_stored_objects_take_less_than_their_json() -> None:
     assert count > 3000, count
     print(f"{count} objects: {held / count:.0f} B each held, {json_size / count:.0f} B of JSON")
     assert held < json_size, f"{held:,} B held for {json_size:,} B of JSON"
+
+
+def test_live_ids_are_the_ids_of_the_live_objects_without_rendering_them() -> None:
+    store = Store(seed=3)
+    generate(store, customers=30)
+    gone = next(iter(store.live_ids("customer")))
+    store.delete("customer", gone)
+    for type_ in ("customer", "subscription", "invoice"):
+        assert store.live_ids(type_) == {o["id"] for o in store.live(type_)}
+    assert gone not in store.live_ids("customer")
