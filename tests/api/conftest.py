@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
+from tests.world import stream_world
 from upsync.api import create_app, create_token
-from upsync.stream import catalog
 from upsync.stream.models import Stream, Sync, UpstreamObject
 from upsync.stream.write import write
 
@@ -70,17 +70,8 @@ class Source:
 
 @pytest.fixture
 async def source(db: AConn, schema: str) -> Source:
-    stream = await catalog.create_stream(db, "main", schema=schema)
-    sync = await catalog.create_sync(
-        db,
-        stream_id=stream.id,
-        provider="stripe",
-        name="acme",
-        collection_ids=["stripe:customer", "stripe:subscription"],
-        external_id="org_1",
-        schema=schema,
-    )
-    return Source(db, schema, stream, sync)
+    world = await stream_world(db, schema, external_id="org_1")
+    return Source(db, schema, world.stream, world.sync)
 
 
 async def create_consumer(

@@ -10,10 +10,8 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from tests.world import stream_world
 from upsync.engine.consumers import TableTarget, deliver_to_tables
-from upsync.stream.catalog import create_stream, create_sync
-from upsync.stream.consumers import create_consumer
-from upsync.stream.migrations import migrate
 from upsync.stream.models import Consumer, Sync, UpstreamObject
 from upsync.stream.write import write
 
@@ -63,22 +61,16 @@ async def table_consumer_world(
     target = TableTarget(schema=f"{schema}_dest")
     async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
         async with pool.connection() as conn:
-            await migrate(conn, schema=schema)
-            stream = await create_stream(conn, "s", schema=schema)
-            sync = await create_sync(
+            world = await stream_world(
                 conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
+                schema,
+                stream="s",
                 collection_ids=["stripe:customer", "stripe:charge"],
                 external_id="acme",
-                schema=schema,
             )
-            consumer = await create_consumer(
-                conn, stream_id=stream.id, name="tables", max_deliver=2, schema=schema
-            )
+            consumer = await world.consumer(conn, "tables", max_deliver=2)
         await target.create_tables(pool)
-        yield pool, sync, consumer, target
+        yield pool, world.sync, consumer, target
         async with pool.connection() as conn:
             await conn.execute(
                 sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(target.schema))

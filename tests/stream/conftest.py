@@ -8,13 +8,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.world import stripe_sync
 from upsync.stream import (
     ManualClock,
     Stream,
     StreamService,
     Sync,
     create_stream,
-    create_sync,
     migrate,
 )
 
@@ -38,16 +38,7 @@ async def stream(db: AConn, schema: str) -> Stream:
 
 @pytest.fixture
 async def sync(db: AConn, schema: str, stream: Stream) -> Sync:
-    s = await create_sync(
-        db,
-        stream_id=stream.id,
-        provider="stripe",
-        name="acme",
-        collection_ids=["stripe:customer", "stripe:subscription"],
-        external_id="org_1",
-        metadata={"plan": "gold"},
-        schema=schema,
-    )
+    s = await stripe_sync(db, schema, stream.id, external_id="org_1", metadata={"plan": "gold"})
     await db.commit()
     return s
 
