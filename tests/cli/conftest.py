@@ -7,8 +7,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -51,3 +54,9 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
+
+
+def rows(dsn: str, schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """``query`` with ``{s}`` standing for the test's schema."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql.SQL(query).format(s=sql.Identifier(schema)), params).fetchall()

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from tests.cli.conftest import Run, one_error_line
-from upsync.stream import UpstreamObject, claim, create_sync, get_consumer, get_stream, info, nack
+from tests.world import stripe_sync
+from upsync.stream import UpstreamObject, claim, get_consumer, get_stream, info, nack
 from upsync.stream import write as write_records
 
 AConn = psycopg.AsyncConnection[Any]
@@ -25,13 +26,8 @@ async def lib(pg_dsn: str) -> AsyncIterator[AConn]:
 
 async def write_subscriptions(conn: AConn, schema: str, ids: list[str]) -> None:
     stream = await get_stream(conn, "default", schema=schema)
-    sync = await create_sync(
-        conn,
-        stream_id=stream.id,
-        provider="stripe",
-        name="acme",
-        collection_ids=["stripe:subscription", "stripe:customer"],
-        schema=schema,
+    sync = await stripe_sync(
+        conn, schema, stream.id, collection_ids=["stripe:subscription", "stripe:customer"]
     )
     subs = [UpstreamObject(i, {"id": i, "status": "active"}, source_version=1) for i in ids]
     await write_records(conn, sync, "stripe:subscription", subs, schema=schema)

@@ -14,10 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.world import stream_world
 from upsync.crashpoints import POINTS
-from upsync.stream.catalog import create_credential, create_stream, create_sync
-from upsync.stream.consumers import create_consumer
-from upsync.stream.migrations import migrate_sync
 from upsync.testing.stripe import LiveTraffic, RunningStandin, generate, run_standin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,33 +71,12 @@ def table_state(dsn: str, dest: str) -> dict[str, tuple[str, str]]:
 
 
 def setup_sync(schema_dsn: str, schema: str, standin: RunningStandin, dest: str) -> None:
-    with psycopg.connect(schema_dsn, autocommit=True) as conn:
-        migrate_sync(conn, schema=schema)
     import asyncio
 
     async def create() -> None:
         async with await psycopg.AsyncConnection.connect(schema_dsn, autocommit=True) as conn:
-            stream = await create_stream(conn, "main", schema=schema)
-            cred = await create_credential(
-                conn, provider="stripe", kind="stripe_key", secret=standin.api_key, schema=schema
-            )
-            await create_sync(
-                conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
-                collection_ids=["stripe:customer", "stripe:subscription"],
-                credential_id=cred.id,
-                schema=schema,
-            )
-            await create_consumer(
-                conn,
-                stream_id=stream.id,
-                name="tables",
-                kind="table",
-                metadata={"schema": dest},
-                schema=schema,
-            )
+            world = await stream_world(conn, schema, api_key=standin.api_key)
+            await world.consumer(conn, "tables", kind="table", metadata={"schema": dest})
 
     asyncio.run(create())
 

@@ -15,11 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.world import stream_world
 from upsync.embedded import EmbeddedPostgres, start_embedded
 from upsync.engine.server import Engine, EngineConfig
-from upsync.stream.catalog import create_credential, create_stream, create_sync
-from upsync.stream.consumers import create_consumer
-from upsync.stream.migrations import migrate
+from upsync.stream.tables import DEFAULT_SCHEMA
 from upsync.testing.stripe import RunningStandin, generate, run_standin
 
 
@@ -85,26 +84,10 @@ async def test_engine_survives_a_postgres_restart(own_postgres: EmbeddedPostgres
             )
         )
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
-            await migrate(conn)
-            stream = await create_stream(conn, "main")
-            cred = await create_credential(
-                conn, provider="stripe", kind="stripe_key", secret=standin.api_key
+            world = await stream_world(
+                conn, DEFAULT_SCHEMA, collection_ids=["stripe:customer"], api_key=standin.api_key
             )
-            await create_sync(
-                conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
-                collection_ids=["stripe:customer"],
-                credential_id=cred.id,
-            )
-            await create_consumer(
-                conn,
-                stream_id=stream.id,
-                name="tables",
-                kind="table",
-                metadata={"schema": "stripe"},
-            )
+            await world.consumer(conn, "tables", kind="table", metadata={"schema": "stripe"})
         stop = asyncio.Event()
         running = asyncio.create_task(engine.run(stop))
         try:

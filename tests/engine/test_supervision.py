@@ -14,13 +14,13 @@ import pytest
 from tests.engine import test_engine
 from tests.engine.helpers import Setup, customer
 from tests.engine.test_engine import Up, eventually
+from tests.world import stripe_sync
 from upsync.engine.consumers import run_table_consumer
 from upsync.engine.health import TaskHealth
 from upsync.engine.supervision import Backoff, is_transient
 from upsync.errors import ConfigurationError, Unauthorized, UpstreamUnavailable
 from upsync.records import Record
 from upsync.sinks.table import ApplyResult
-from upsync.stream.catalog import create_credential, create_sync
 from upsync.stream.consumers import create_consumer, update_consumer
 from upsync.stream.delivery import info
 from upsync.stream.notify import Notifier
@@ -161,17 +161,14 @@ async def test_a_managed_consumer_that_cannot_start_is_stopped_shown_and_not_res
 
 async def test_a_sync_whose_key_is_refused_stops_and_shows_in_healthz(up: Up) -> None:
     stream = (await up.api.post("/v1/streams", json={"name": "badkey"})).json()
-    cred = await create_credential(
+    sync = await stripe_sync(
         up.db,
-        provider="stripe",
-        kind="stripe_key",
-        secret="sk_live_notacceptedhere",
-        schema=up.schema,
+        up.schema,
+        stream["id"],
+        name="badkey",
+        collection_ids=["stripe:customer"],
+        api_key="sk_live_notacceptedhere",
     )
-    sync = await create_sync(
-        up.db, stream_id=stream["id"], provider="stripe", name="badkey",
-        collection_ids=["stripe:customer"], credential_id=cred.id, schema=up.schema,
-    )  # fmt: skip
 
     async def degraded() -> bool:
         return bool((await _healthz(up))["status"] == "degraded")

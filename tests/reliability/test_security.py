@@ -41,6 +41,7 @@ from fastapi import FastAPI
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from tests.world import stream_world
 from upsync.api import create_app, create_token
 from upsync.engine.server import Engine, EngineConfig
 from upsync.errors import UpsyncError, WebhookSignatureError
@@ -55,10 +56,8 @@ from upsync.sources.stripe.signature import sign
 from upsync.sources.stripe.source import StripeSource
 from upsync.stream import (
     claim,
-    create_consumer,
     create_credential,
     create_stream,
-    create_sync,
     migrate,
     write,
 )
@@ -202,20 +201,14 @@ async def hooked(schema_dsn: str, schema: str, standin: RunningStandin) -> Async
     customers = make_customers(standin, 3)
     async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
         async with pool.connection() as conn:
-            await migrate(conn, schema=schema)
-            stream = await create_stream(conn, "s", schema=schema)
-            cred = await create_credential(
-                conn, provider="stripe", kind="stripe_key", secret=standin.api_key, schema=schema
-            )
-            sync = await create_sync(
+            world = await stream_world(
                 conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
+                schema,
+                stream="s",
                 collection_ids=["stripe:customer"],
-                credential_id=cred.id,
-                schema=schema,
+                api_key=standin.api_key,
             )
+            sync = world.sync
         http = StripeHTTP(standin.api_key, base_url=standin.url, limiter=RateLimiter(500))
         source = StripeSource(
             http,
@@ -346,10 +339,6 @@ async def engine(
     customers = make_customers(standin, 2)
     async with await psycopg.AsyncConnection.connect(schema_dsn, autocommit=True) as conn:
         await migrate(conn, schema=schema)
-        stream = await create_stream(conn, "s", schema=schema)
-        cred = await create_credential(
-            conn, provider="stripe", kind="stripe_key", secret=standin.api_key, schema=schema
-        )
         # the endpoint's signing secrets while Stripe rolls them: the old one and the new one
         hooks = [
             await create_credential(
@@ -357,16 +346,15 @@ async def engine(
             )
             for w in (WHSEC_OLD, WHSEC_NEW)
         ]
-        sync = await create_sync(
+        world = await stream_world(
             conn,
-            stream_id=stream.id,
-            provider="stripe",
-            name="acme",
+            schema,
+            stream="s",
             collection_ids=["stripe:customer"],
-            credential_id=cred.id,
+            api_key=standin.api_key,
             metadata={"webhook_credential_id": [h.id for h in hooks]},
-            schema=schema,
         )
+        sync = world.sync
     port = _free_port()
     config = EngineConfig(
         schema_dsn, schema=schema, port=port, stripe_base_url=standin.url, refresh_every=0.2
@@ -568,13 +556,9 @@ async def test_hostile_stream_schema_and_collection_names(
     before = await _relations(db, name)
     collection = f"stripe:{name}"
     try:
-        await migrate(db, schema=name)
-        stream = await create_stream(db, name, schema=name)
-        sync = await create_sync(db, stream_id=stream.id, provider="stripe", name=name,
-                                 collection_ids=[collection], schema=name)  # fmt: skip
-        only = {"collection_id": collection}
-        consumer = await create_consumer(db, stream_id=stream.id, name=name, filters=only,
-                                         schema=name)  # fmt: skip
+        world = await stream_world(db, name, stream=name, name=name, collection_ids=[collection])
+        consumer = await world.consumer(db, name, filters={"collection_id": collection})
+        sync = world.sync
         await write(db, sync, collection, [UpstreamObject(name, {"id": name}, 1)], schema=name)
         got = await claim(db, consumer, 10, schema=name)
         assert [m.record.upstream_id for m in got.messages] == [name]

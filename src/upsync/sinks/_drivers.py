@@ -18,8 +18,8 @@ from psycopg import sql
 
 from upsync.errors import ConfigurationError
 from upsync.records import Record
+from upsync.sinks.actions import Capabilities, Copy, Many, Op, Query, drive, drive_async
 from upsync.sinks.faults import DbFailure
-from upsync.sinks.ops import Capabilities, Copy, Many, Op, Query, drive, drive_async
 from upsync.sinks.result import ApplyResult
 from upsync.sinks.steps import ApplySteps
 

@@ -2,7 +2,7 @@
 ``executemany``, and the caller's transaction or one of its own.
 
 It only performs the operations :func:`~upsync.sinks.steps.apply_steps` yields (see
-:mod:`upsync.sinks.ops`); every decision is taken there, the same for every driver.
+:mod:`upsync.sinks.actions`); every decision is taken there, the same for every driver.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Any
 import psycopg
 
 from upsync.records import Record
+from upsync.sinks.actions import Capabilities, Copy, Many, Op, Steps, drive, drive_async
 from upsync.sinks.faults import DbFailure
-from upsync.sinks.ops import Capabilities, Copy, Many, Op, Steps, drive, drive_async
 from upsync.sinks.result import ApplyResult
 from upsync.sinks.steps import ApplySteps
 
-__all__ = ["CAPABILITIES", "apply_async", "apply_sync", "failure"]
+__all__ = ["CAPABILITIES", "apply", "apply_async", "failure"]
 
 CAPABILITIES = Capabilities(copy=True)
 
 
-def apply_sync(
+def apply(
     sink: ApplySteps, conn: psycopg.Connection[Any], records: Iterable[Record]
 ) -> ApplyResult:
     """Apply ``records`` on a sync connection, in one transaction (a savepoint if one is open)."""
@@ -37,7 +37,7 @@ def apply_sync(
 async def apply_async(
     sink: ApplySteps, conn: psycopg.AsyncConnection[Any], records: Iterable[Record]
 ) -> ApplyResult:
-    """:func:`apply_sync` on an async connection."""
+    """:func:`apply` on an async connection."""
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     async with conn.transaction():
         steps = sink.steps(records, CAPABILITIES, nested=nested)

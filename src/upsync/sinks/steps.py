@@ -1,6 +1,6 @@
 """The apply algorithm, written once for every driver: a generator of steps. Pure, no I/O.
 
-:func:`apply_steps` yields the operations of :mod:`upsync.sinks.ops` and receives their results;
+:func:`apply_steps` yields the operations of :mod:`upsync.sinks.actions` and receives their results;
 a driver performs them (psycopg sync and async in :mod:`upsync.sinks.apply`, asyncpg and DB-API
 drivers in :mod:`upsync.sinks._drivers`). Per batch:
 
@@ -8,7 +8,7 @@ drivers in :mod:`upsync.sinks._drivers`). Per batch:
 2. plan: route, deduplicate, sort (:func:`~upsync.sinks.plan.plan_batch`); row values are
    computed later, while they are sent, so Python's work overlaps the server's;
 3. per table, in key order, chunk by chunk: hard deletes first (with ``hard_delete``), then the
-   live rows. A driver that can ``COPY`` (:class:`~upsync.sinks.ops.Capabilities`):
+   live rows. A driver that can ``COPY`` (:class:`~upsync.sinks.actions.Capabilities`):
 
    a. while the table keeps receiving new keys, ``COPY`` the chunk straight into it, in a
       savepoint; an existing key makes it fail, and the chunk goes on;
@@ -37,11 +37,11 @@ from psycopg import sql
 from upsync.errors import ConfigurationError, MappingError, RowRejected, UpsyncError
 from upsync.records import Record
 from upsync.sinks import ddl
-from upsync.sinks import sql as q
+from upsync.sinks import sql as sink_sql
+from upsync.sinks.actions import Capabilities, Copy, Many, Op, Query, Steps
 from upsync.sinks.columns import INTROSPECT, TEXT_TYPES, TableInfo, adapt, diagnose, table_info
 from upsync.sinks.columns import text_row as _text_row
 from upsync.sinks.faults import DbFailure
-from upsync.sinks.ops import Capabilities, Copy, Many, Op, Query, Steps
 from upsync.sinks.plan import TableBatch, Unrouted, compute_row, plan_batch
 from upsync.sinks.result import ApplyResult, Counts
 from upsync.sinks.routes import Column, Route
@@ -205,7 +205,9 @@ class _Table:
 
     def versions(self, keys: Iterable[Any]) -> Query:
         """The current versions (table or tombstone) of ``keys``: ``(key::text, version)``."""
-        stmt = q.versions_statement(self.route, key_type=self.key_type, tombstones=self.tombstones)
+        stmt = sink_sql.versions_statement(
+            self.route, key_type=self.key_type, tombstones=self.tombstones
+        )
         return Query(stmt, [[str(k) for k in keys]])
 
 
@@ -215,7 +217,7 @@ def _apply_table(ctx: _Table, tb: TableBatch) -> Steps:
         ctx.deleted_column = route.deleted_column
     if ctx.sink.hard_delete:
         ctx.tombstones = _tombstone_table(ctx.sink, route)
-        yield from _create_if_missing(q.tombstone_table_statement(ctx.tombstones))
+        yield from _create_if_missing(sink_sql.tombstone_table_statement(ctx.tombstones))
         # hard deletes remove rows, so "the row's version" alone cannot guard against an older
         # version re-inserting it concurrently; writers of one table take turns instead
         yield Query(
@@ -321,7 +323,7 @@ class _Rows:
         return row
 
     def text(self) -> Iterator[tuple[str | None, ...]]:
-        """The rows in Postgres' text format (for :class:`~upsync.sinks.ops.Many`)."""
+        """The rows in Postgres' text format (for :class:`~upsync.sinks.actions.Many`)."""
         for row in self:
             yield _text_row(row)
 
@@ -337,9 +339,10 @@ class _Rows:
 def _hard_delete(ctx: _Table, chunk: TableBatch) -> Steps:
     assert ctx.tombstones is not None
     params = [[str(k) for k in chunk.keys], chunk.versions]
-    yield Query(q.hard_delete_statement(ctx.route, key_type=ctx.key_type), params)
+    yield Query(sink_sql.hard_delete_statement(ctx.route, key_type=ctx.key_type), params)
     done = yield Query(
-        q.tombstone_upsert_statement(ctx.route, ctx.tombstones, key_type=ctx.key_type), params
+        sink_sql.tombstone_upsert_statement(ctx.route, ctx.tombstones, key_type=ctx.key_type),
+        params,
     )
     ctx.counts.add(deleted=len(done), stale=len(chunk) - len(done))
 
@@ -390,7 +393,7 @@ def _write_chunk(ctx: _Table, chunk: TableBatch) -> Steps:
 
 def _copy_direct(ctx: _Table, rows: _Rows) -> Generator[Op, Any, bool]:
     """COPY rows straight into the table; ``False`` if that failed (the caller merges)."""
-    stmt = q.copy_text_statement(ctx.route.qualified_name, rows.chunk.columns)
+    stmt = sink_sql.copy_text_statement(ctx.route.qualified_name, rows.chunk.columns)
     try:
         yield from _savepoint(_one(Copy(stmt, rows)))
     except DbFailure as e:
@@ -409,14 +412,14 @@ def _merge(ctx: _Table, rows: _Rows) -> Generator[Op, Any, int]:
     """Stage the rows, then one guarded ``INSERT … SELECT``; returns how many were inserted."""
     columns = rows.chunk.columns
     stg = ctx.staging(rows.chunk.column_names)
-    yield Query(q.staging_statement(stg, ctx.route.qualified_name, columns))
+    yield Query(sink_sql.staging_statement(stg, ctx.route.qualified_name, columns))
     if ctx.dirty:
         # rows of an earlier chunk (or an earlier apply in the caller's transaction) are still
         # there: ON COMMIT DELETE ROWS only empties the table at commit
         yield Query(sql.SQL("TRUNCATE {}").format(sql.Identifier(stg)))
     ctx.dirty = True
-    yield Copy(q.copy_text_statement((stg,), columns), rows)
-    stmt = q.merge_statement(
+    yield Copy(sink_sql.copy_text_statement((stg,), columns), rows)
+    stmt = sink_sql.merge_statement(
         ctx.route,
         columns,
         (stg,),
@@ -433,7 +436,7 @@ def _merge(ctx: _Table, rows: _Rows) -> Generator[Op, Any, int]:
 def _upsert_rows(ctx: _Table, rows: _Rows) -> Generator[Op, Any, int]:
     """The guarded upsert row by row, pipelined; returns how many were inserted."""
     columns = rows.chunk.columns
-    stmt = q.upsert_statement(
+    stmt = sink_sql.upsert_statement(
         ctx.route,
         columns,
         column_types=ctx.info.types(columns),

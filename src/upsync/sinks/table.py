@@ -21,7 +21,7 @@ import psycopg
 from upsync.errors import ConfigurationError
 from upsync.records import Record
 from upsync.sinks import apply as psycopg_driver
-from upsync.sinks.ops import Capabilities, Op
+from upsync.sinks.actions import Capabilities, Op
 from upsync.sinks.plan import BatchPlan, plan_batch
 from upsync.sinks.result import ApplyResult
 from upsync.sinks.routes import STANDARD_COLUMNS, Column, Route, check_identifier
@@ -107,7 +107,7 @@ class TableSink:
         """The apply of ``records`` as operations, for a driver that can do ``caps``.
 
         The one algorithm every driver runs (:mod:`upsync.sinks.steps`); the driver performs
-        the operations (:mod:`upsync.sinks.ops`) in a transaction of its own, or in a savepoint
+        the operations (:mod:`upsync.sinks.actions`) in a transaction of its own, or in a savepoint
         of the caller's (``nested``).
         """
         return apply_steps(self, self._cache, records, caps, nested=nested)
@@ -146,7 +146,7 @@ class TableSink:
             ConfigurationError: ``unrouted="raise"`` and a record has no route (nothing written).
             RowRejected: ``isolate_bad_records=False`` and Postgres refused a row.
         """
-        return psycopg_driver.apply_sync(self, conn, records)
+        return psycopg_driver.apply(self, conn, records)
 
     async def apply_async(
         self, conn: psycopg.AsyncConnection[Any], records: Iterable[Record]

@@ -12,12 +12,11 @@ import pytest
 import stripe
 from psycopg_pool import AsyncConnectionPool
 
+from tests.world import stream_world
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
 from upsync.sources.stripe.ratelimit import RateLimiter
 from upsync.sources.stripe.source import StripeSource
-from upsync.stream.catalog import create_credential, create_stream, create_sync
-from upsync.stream.migrations import migrate
 from upsync.stream.models import Sync
 from upsync.testing.stripe.server import RunningStandin, run_standin
 
@@ -104,21 +103,15 @@ class Wired:
 async def wired(schema_dsn: str, schema: str, standin: RunningStandin) -> AsyncIterator[Wired]:
     async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
         async with pool.connection() as conn:
-            await migrate(conn, schema=schema)
-            stream = await create_stream(conn, "test", schema=schema)
-            cred = await create_credential(
-                conn, provider="stripe", kind="stripe_key", secret=standin.api_key, schema=schema
-            )
-            sync = await create_sync(
+            world = await stream_world(
                 conn,
-                stream_id=stream.id,
-                provider="stripe",
-                name="acme",
+                schema,
+                stream="test",
                 collection_ids=COLLECTIONS,
-                credential_id=cred.id,
+                api_key=standin.api_key,
                 external_id="acme",
-                schema=schema,
             )
+            sync = world.sync
         made: list[StripeSource] = []
 
         def make_source(**options: Any) -> StripeSource:

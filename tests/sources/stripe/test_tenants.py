@@ -9,12 +9,13 @@ import httpx
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from tests.world import stripe_sync
 from upsync.records import record_id
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
 from upsync.sources.stripe.ratelimit import RateLimiter
 from upsync.sources.stripe.source import StripeSource
-from upsync.stream.catalog import create_credential, create_stream, create_sync
+from upsync.stream.catalog import create_stream
 from upsync.stream.migrations import migrate
 from upsync.stream.models import Sync
 from upsync.testing.stripe import RunningStandin, Store, generate, run_standin
@@ -26,18 +27,14 @@ async def _sync(
     pool: AsyncConnectionPool[Any], schema: str, stream_id: str, name: str, key: str
 ) -> Sync:
     async with pool.connection() as conn:
-        cred = await create_credential(
-            conn, provider="stripe", kind="stripe_key", secret=key, schema=schema
-        )
-        return await create_sync(
+        return await stripe_sync(
             conn,
-            stream_id=stream_id,
-            provider="stripe",
+            schema,
+            stream_id,
             name=name,
             collection_ids=COLLECTIONS,
-            credential_id=cred.id,
+            api_key=key,
             external_id=name,
-            schema=schema,
         )
 
 
