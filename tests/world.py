@@ -8,11 +8,13 @@ name, collections, external id, credential) are explicit keywords.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from upsync.stream.catalog import create_credential, create_stream, create_sync
 from upsync.stream.consumers import create_consumer
@@ -82,3 +84,15 @@ async def stream_world(
     made = await create_stream(conn, stream, schema=schema)
     sync = await stripe_sync(conn, schema, made.id, **sync_options)
     return World(schema, made, sync)
+
+
+@contextlib.asynccontextmanager
+async def pooled_world(
+    schema_dsn: str, schema: str, **options: Any
+) -> AsyncIterator[tuple[AsyncConnectionPool[Any], World]]:
+    """A pool (1 to 4 connections) on ``schema_dsn`` and a :func:`stream_world` built through
+    it with ``options``; the pool is closed afterwards."""
+    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
+        async with pool.connection() as conn:
+            world = await stream_world(conn, schema, **options)
+        yield pool, world

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from tests.world import stream_world
+from tests.world import pooled_world
 from upsync.engine.consumers import TableTarget, deliver_to_tables
 from upsync.stream.models import Consumer, Sync, UpstreamObject
 from upsync.stream.write import write
@@ -59,15 +59,9 @@ async def table_consumer_world(
     """A stream with a sync (customers, charges) and a table consumer (max_deliver=2) whose
     typed tables live in ``<schema>_dest``; the tables' schema is dropped afterwards."""
     target = TableTarget(schema=f"{schema}_dest")
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
+    options = {"collection_ids": ["stripe:customer", "stripe:charge"], "external_id": "acme"}
+    async with pooled_world(schema_dsn, schema, stream="s", **options) as (pool, world):
         async with pool.connection() as conn:
-            world = await stream_world(
-                conn,
-                schema,
-                stream="s",
-                collection_ids=["stripe:customer", "stripe:charge"],
-                external_id="acme",
-            )
             consumer = await world.consumer(conn, "tables", max_deliver=2)
         await target.create_tables(pool)
         yield pool, world.sync, consumer, target

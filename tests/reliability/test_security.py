@@ -41,7 +41,7 @@ from fastapi import FastAPI
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from tests.world import stream_world
+from tests.world import pooled_world, stream_world
 from upsync.api import create_app, create_token
 from upsync.engine.server import Engine, EngineConfig
 from upsync.errors import UpsyncError, WebhookSignatureError
@@ -199,16 +199,11 @@ def standin() -> Iterator[RunningStandin]:
 @pytest.fixture
 async def hooked(schema_dsn: str, schema: str, standin: RunningStandin) -> AsyncIterator[Hooked]:
     customers = make_customers(standin, 3)
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
-        async with pool.connection() as conn:
-            world = await stream_world(
-                conn,
-                schema,
-                stream="s",
-                collection_ids=["stripe:customer"],
-                api_key=standin.api_key,
-            )
-            sync = world.sync
+    key = standin.api_key
+    async with pooled_world(
+        schema_dsn, schema, stream="s", collection_ids=["stripe:customer"], api_key=key
+    ) as (pool, world):
+        sync = world.sync
         http = StripeHTTP(standin.api_key, base_url=standin.url, limiter=RateLimiter(500))
         source = StripeSource(
             http,

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from tests.world import stream_world
+from tests.world import pooled_world
 from upsync.engine import webhooks
 from upsync.engine.webhooks import (
     Attempt,
@@ -172,11 +172,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def setup(schema_dsn: str, schema: str, receiver: Receiver) -> AsyncIterator[Setup]:
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
-        async with pool.connection() as conn:
-            world = await stream_world(
-                conn, schema, stream="s", collection_ids=["stripe:customer"], external_id="org_1"
-            )
+    async with pooled_world(
+        schema_dsn, schema, stream="s", collection_ids=["stripe:customer"], external_id="org_1"
+    ) as (pool, world):
         notifier = Notifier(schema_dsn, schema=schema)
         await notifier.start()
         s = Setup(pool, notifier, schema, world.stream, world.sync, receiver)

@@ -12,7 +12,7 @@ import pytest
 import stripe
 from psycopg_pool import AsyncConnectionPool
 
-from tests.world import stream_world
+from tests.world import pooled_world
 from upsync.sources.port import PostgresPort
 from upsync.sources.stripe.client import StripeHTTP
 from upsync.sources.stripe.ratelimit import RateLimiter
@@ -101,17 +101,15 @@ class Wired:
 
 @pytest.fixture
 async def wired(schema_dsn: str, schema: str, standin: RunningStandin) -> AsyncIterator[Wired]:
-    async with AsyncConnectionPool(schema_dsn, min_size=1, max_size=4, open=False) as pool:
-        async with pool.connection() as conn:
-            world = await stream_world(
-                conn,
-                schema,
-                stream="test",
-                collection_ids=COLLECTIONS,
-                api_key=standin.api_key,
-                external_id="acme",
-            )
-            sync = world.sync
+    async with pooled_world(
+        schema_dsn,
+        schema,
+        stream="test",
+        collection_ids=COLLECTIONS,
+        api_key=standin.api_key,
+        external_id="acme",
+    ) as (pool, world):
+        sync = world.sync
         made: list[StripeSource] = []
 
         def make_source(**options: Any) -> StripeSource:
